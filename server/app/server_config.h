@@ -1,0 +1,39 @@
+// Everything modelfleet-server can be told, with its defaults. Each field maps to one
+// command-line flag and one environment variable (see AddServerFlags in main.cc and the
+// README's configuration table).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace modelfleet::app {
+
+struct ServerConfig {
+  std::string listen = "0.0.0.0:7443";
+  std::string database_url = "host=127.0.0.1 port=5432 dbname=modelfleet user=modelfleet";
+  int db_pool_size = 8;
+  bool migrate_on_start = true;
+
+  std::string blob_store = "local";             // "local" or "s3"
+  std::string blob_dir = "/var/lib/modelfleet/blobs";
+  std::string s3_endpoint;                      // http://127.0.0.1:9000
+  std::string s3_region = "us-east-1";
+  std::string s3_bucket = "modelfleet";
+  std::string s3_access_key;
+  std::string s3_secret_key;
+  std::string s3_prefix;
+
+  std::string cache_dir = "/var/cache/modelfleet";
+  uint64_t cache_bytes = 2ULL << 30;            // 2 GiB of verified artifacts
+
+  std::string tls_cert;                         // PEM files; both or neither
+  std::string tls_key;
+  bool insecure = false;                        // plaintext, only when asked for
+
+  bool require_signatures = false;
+  int shutdown_grace_seconds = 30;
+  std::string log_format = "text";              // "text" or "json"
+  std::string log_level = "info";
+};
+
+}  // namespace modelfleet::app

@@ -1,0 +1,209 @@
+#include "app/server_runner.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "auth/method_roles.h"
+#include "auth/token_store.h"
+#include "blob/local_blob_store.h"
+#include "blob/s3/s3_blob_store.h"
+#include "db/migrations.h"
+#include "db/pool.h"
+#include "grpc/admin_service.h"
+#include "grpc/registry_service.h"
+#include "registry/artifact_cache.h"
+#include "registry/registry.h"
+
+namespace modelfleet::app {
+
+namespace {
+
+// %* in a pattern: the log message as a JSON string body (quotes, backslashes and control
+// characters escaped), so JSON lines stay valid whatever is logged.
+class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (char c : msg.payload) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            dest.append(std::string_view(buf));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonEscapedMessage>(); }
+};
+
+Expected<std::string> ReadFile(const std::string& path, const std::string& flag) {
+  std::ifstream in(path);
+  if (!in) return Fail(InvalidArgument(flag, "cannot read " + path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Expected<std::unique_ptr<db::Pool>> OpenDatabase(const ServerConfig& config) {
+  db::PoolOptions options;
+  options.conninfo = config.database_url;
+  options.size = config.db_pool_size;
+  auto pool = db::Pool::Open(options);
+  if (!pool) return Fail(pool.error().Annotate("connecting to the database"));
+  return pool;
+}
+
+Expected<std::unique_ptr<blob::BlobStore>> OpenBlobStore(const ServerConfig& config) {
+  if (config.blob_store == "local") return blob::LocalBlobStore::Open(config.blob_dir);
+  if (config.blob_store == "s3") {
+    blob::S3Options s3;
+    s3.endpoint = config.s3_endpoint;
+    s3.region = config.s3_region;
+    s3.bucket = config.s3_bucket;
+    s3.access_key = config.s3_access_key;
+    s3.secret_key = config.s3_secret_key;
+    s3.key_prefix = config.s3_prefix;
+    return blob::S3BlobStore::Open(s3);
+  }
+  return Fail(InvalidArgument("--blob-store", "must be 'local' or 's3', not '" + config.blob_store + "'"));
+}
+
+Expected<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerConfig& config) {
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    return Fail(InvalidArgument("--tls-cert", "--tls-cert and --tls-key go together"));
+  }
+  if (config.tls_cert.empty()) {
+    if (!config.insecure) {
+      return Fail(InvalidArgument("--tls-cert", "give --tls-cert and --tls-key, or --insecure for plaintext"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  MF_ASSIGN_OR_RETURN(std::string cert, ReadFile(config.tls_cert, "--tls-cert"));
+  MF_ASSIGN_OR_RETURN(std::string key, ReadFile(config.tls_key, "--tls-key"));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+Status ConfigureLogging(const std::string& format, const std::string& level) {
+  auto parsed = spdlog::level::from_str(level);
+  if (parsed == spdlog::level::off && level != "off") {
+    return InvalidArgument("--log-level", "must be trace, debug, info, warn, error, critical or off");
+  }
+  auto logger = std::make_shared<spdlog::logger>("modelfleet", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  if (format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<JsonEscapedMessage>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
+  } else if (format == "text") {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  } else {
+    return InvalidArgument("--log-format", "must be 'text' or 'json'");
+  }
+  logger->set_level(parsed);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  return Status::Ok();
+}
+
+Status RunMigrations(const ServerConfig& config) {
+  MF_ASSIGN_OR_RETURN(auto pool, OpenDatabase(config));
+  MF_RETURN_IF_ERROR(db::ApplyMigrations(*pool, db::EmbeddedMigrations()));
+  MF_ASSIGN_OR_RETURN(auto applied, db::AppliedMigrations(*pool));
+  spdlog::info("database schema is at version {}", applied.empty() ? 0 : applied.back());
+  return Status::Ok();
+}
+
+Status CreateTokenOffline(const ServerConfig& config, const std::string& name, const std::string& role,
+                          int64_t ttl_seconds) {
+  MF_ASSIGN_OR_RETURN(auto pool, OpenDatabase(config));
+  MF_RETURN_IF_ERROR(db::ApplyMigrations(*pool, db::EmbeddedMigrations()));
+  auto parsed_role = auth::ParseRole(role);
+  if (!parsed_role) return InvalidArgument("--role", "must be admin, publisher, device or viewer");
+  auth::TokenStore tokens(*pool);
+  v1::CreateTokenRequest request;
+  request.set_name(name);
+  request.set_role(*parsed_role);
+  request.set_ttl_seconds(ttl_seconds);
+  MF_ASSIGN_OR_RETURN(auto created, tokens.Create(request, "modelfleet-server create-token"));
+  std::cout << created.secret() << std::endl;
+  spdlog::info("created {} token '{}' (id {})", role, name, created.token().id());
+  return Status::Ok();
+}
+
+int RunServer(const ServerConfig& config) {
+  auto fail = [](const Status& s) {
+    spdlog::critical("cannot start: {}", s.ToString());
+    return 2;
+  };
+  auto credentials = ServerCredentials(config);
+  if (!credentials) return fail(credentials.error());
+  auto pool = OpenDatabase(config);
+  if (!pool) return fail(pool.error());
+  if (config.migrate_on_start) {
+    Status migrated = db::ApplyMigrations(**pool, db::EmbeddedMigrations());
+    if (!migrated.ok()) return fail(migrated.Annotate("applying migrations"));
+  }
+  auto store = OpenBlobStore(config);
+  if (!store) return fail(store.error().Annotate("opening the blob store"));
+  spdlog::info("blob store: {}", (*store)->Describe());
+
+  registry::ArtifactCache cache(**store, config.cache_dir, config.cache_bytes);
+  registry::RegistryOptions registry_options;
+  registry_options.require_signatures = config.require_signatures;
+  registry::Registry registry(**pool, **store, cache, registry_options);
+  auth::TokenStore tokens(**pool);
+  grpc_edge::RegistryServiceImpl registry_service(registry, tokens);
+  grpc_edge::AdminServiceImpl admin_service(registry, tokens);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(config.listen, *credentials, &selected_port);
+  builder.RegisterService(&registry_service);
+  builder.RegisterService(&admin_service);
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || selected_port == 0) return fail(Unavailable("cannot listen on " + config.listen));
+  server->GetHealthCheckService()->SetServingStatus(true);
+  spdlog::info("modelfleet-server listening on {} (port {}, {})", config.listen, selected_port,
+               config.tls_cert.empty() ? "plaintext" : "TLS");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("received {}, shutting down (in-flight calls get {} s)", strsignal(received),
+               config.shutdown_grace_seconds);
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds));
+  server->Wait();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace modelfleet::app

@@ -1,0 +1,76 @@
+#include "auth/method_roles.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+namespace modelfleet::auth {
+
+namespace {
+
+constexpr v1::Role kAdmin = v1::ROLE_ADMIN;
+constexpr v1::Role kPublisher = v1::ROLE_PUBLISHER;
+constexpr v1::Role kViewer = v1::ROLE_VIEWER;
+constexpr v1::Role kDevice = v1::ROLE_DEVICE;
+
+const std::map<std::string, std::vector<v1::Role>, std::less<>>& Table() {
+  static const auto* table = new std::map<std::string, std::vector<v1::Role>, std::less<>>{
+      // RegistryService
+      {"/modelfleet.v1.RegistryService/CreateModel", {kAdmin, kPublisher}},
+      {"/modelfleet.v1.RegistryService/GetModel", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.RegistryService/ListModels", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.RegistryService/ArchiveModel", {kAdmin}},
+      {"/modelfleet.v1.RegistryService/PushVersion", {kAdmin, kPublisher}},
+      {"/modelfleet.v1.RegistryService/GetVersion", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.RegistryService/ListVersions", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.RegistryService/ArchiveVersion", {kAdmin}},
+      {"/modelfleet.v1.RegistryService/PurgeVersion", {kAdmin}},
+      {"/modelfleet.v1.RegistryService/SetAlias", {kAdmin, kPublisher}},
+      {"/modelfleet.v1.RegistryService/DeleteAlias", {kAdmin, kPublisher}},
+      {"/modelfleet.v1.RegistryService/ResolveAlias", {kAdmin, kPublisher, kViewer, kDevice}},
+      {"/modelfleet.v1.RegistryService/ListAliasHistory", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.RegistryService/Download", {kAdmin, kPublisher, kViewer, kDevice}},
+      // AdminService
+      {"/modelfleet.v1.AdminService/CreateToken", {kAdmin}},
+      {"/modelfleet.v1.AdminService/ListTokens", {kAdmin}},
+      {"/modelfleet.v1.AdminService/RevokeToken", {kAdmin}},
+      {"/modelfleet.v1.AdminService/WhoAmI", {kAdmin, kPublisher, kViewer, kDevice}},
+      {"/modelfleet.v1.AdminService/AddPublisherKey", {kAdmin}},
+      {"/modelfleet.v1.AdminService/ListPublisherKeys", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.AdminService/RevokePublisherKey", {kAdmin}},
+  };
+  return *table;
+}
+
+}  // namespace
+
+std::vector<v1::Role> AllowedRoles(std::string_view method) {
+  auto it = Table().find(method);
+  return it == Table().end() ? std::vector<v1::Role>{} : it->second;
+}
+
+Status AuthorizeMethod(const Principal& principal, std::string_view method) {
+  auto roles = AllowedRoles(method);
+  if (std::find(roles.begin(), roles.end(), principal.role) != roles.end()) return Status::Ok();
+  return PermissionDenied("role '" + RoleName(principal.role) + "' may not call " +
+                          std::string(method));
+}
+
+std::string RoleName(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_ADMIN: return "admin";
+    case v1::ROLE_PUBLISHER: return "publisher";
+    case v1::ROLE_DEVICE: return "device";
+    case v1::ROLE_VIEWER: return "viewer";
+    default: return "unspecified";
+  }
+}
+
+std::optional<v1::Role> ParseRole(std::string_view name) {
+  for (v1::Role r : {kAdmin, kPublisher, kDevice, kViewer}) {
+    if (RoleName(r) == name) return r;
+  }
+  return std::nullopt;
+}
+
+}  // namespace modelfleet::auth

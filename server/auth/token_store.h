@@ -1,0 +1,56 @@
+// API tokens: created with a role, shown once, stored only as SHA-256 hashes.
+//
+// A secret is "mf_" followed by 64 hex characters (256 random bits). Because secrets are
+// high-entropy random strings, a plain SHA-256 is the right hash (no password stretching
+// needed), and lookups are by hash.
+//
+// Authenticate() caches positive results for `cache_ttl` (default 5 s) so the per-call cost
+// is a hash and a map lookup; a revoked token therefore stops working within cache_ttl on
+// other replicas (at once on the replica that revoked it).
+//
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "auth/principal.h"
+#include "db/pool.h"
+#include "modelfleet/status.h"
+#include "modelfleet/v1/admin.pb.h"
+
+namespace modelfleet::auth {
+
+class TokenStore {
+ public:
+  explicit TokenStore(db::Pool& pool, std::chrono::milliseconds cache_ttl = std::chrono::seconds(5));
+
+  // Errors: INVALID_ARGUMENT (name, role, ttl_seconds), UNAVAILABLE.
+  Expected<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request,
+                                           const std::string& created_by);
+  // UNAUTHENTICATED if the secret is malformed, unknown, revoked or expired; UNAVAILABLE.
+  Expected<Principal> Authenticate(const std::string& secret);
+  // NOT_FOUND, UNAVAILABLE. Revoking twice is OK.
+  Expected<v1::Token> Revoke(int64_t id);
+  Expected<std::vector<v1::Token>> List(bool include_revoked);
+  // The caller's own token.
+  Expected<v1::Token> Get(int64_t id);
+
+  static std::string HashSecret(const std::string& secret);
+
+ private:
+  struct CachedPrincipal {
+    Principal principal;
+    std::chrono::steady_clock::time_point fetched;
+    std::optional<std::chrono::system_clock::time_point> expires;
+  };
+  db::Pool& pool_;
+  const std::chrono::milliseconds cache_ttl_;
+  std::mutex mu_;
+  std::unordered_map<std::string, CachedPrincipal> cache_;  // by hash
+};
+
+}  // namespace modelfleet::auth

@@ -1,0 +1,49 @@
+// The gRPC edge: converting Status to grpc::Status (the one place that does it) and
+// authenticating / authorising a call from its metadata.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <string_view>
+
+#include "auth/principal.h"
+#include "auth/token_store.h"
+#include "modelfleet/status.h"
+
+namespace modelfleet::grpc_edge {
+
+// Trailing metadata key naming the request field an INVALID_ARGUMENT (or NOT_FOUND) refers to.
+inline constexpr char kFieldViolationKey[] = "modelfleet-field";
+
+// Converts a Status to a grpc::Status with the same code and message; adds the field to the
+// trailing metadata of `context` when there is one.
+grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context);
+
+template <typename T>
+grpc::Status ToGrpcStatus(const Expected<T>& result, grpc::ServerContext* context) {
+  return ToGrpcStatus(StatusOf(result), context);
+}
+
+// Reads "authorization: Bearer <secret>", authenticates it and checks that its role may call
+// `method` ("/modelfleet.v1.RegistryService/PushVersion").
+// Errors: UNAUTHENTICATED (no, malformed, unknown, revoked or expired token),
+// PERMISSION_DENIED (role not allowed), UNAVAILABLE (database down).
+Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::TokenStore& tokens,
+                                        std::string_view method);
+
+// Inside a handler with `ctx`, `tokens_` and a `kService` prefix in scope: authorises the
+// call as `method` or returns its error status from the handler.
+#define MF_AUTHORIZE_OR_RETURN(principal, method)                                                \
+  auto principal##_or = ::modelfleet::grpc_edge::AuthorizeCall(ctx, tokens_, std::string(kService) + (method)); \
+  if (!principal##_or) return ::modelfleet::grpc_edge::ToGrpcStatus(principal##_or.error(), ctx);  \
+  [[maybe_unused]] const ::modelfleet::auth::Principal& principal = *principal##_or
+
+// Copies a successful result into the response and converts the status.
+template <typename T>
+grpc::Status Respond(Expected<T> result, T* response, grpc::ServerContext* ctx) {
+  if (!result) return ToGrpcStatus(result.error(), ctx);
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace modelfleet::grpc_edge
