@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
   modelfleet::app::ServerConfig config;
   CLI::App app{"modelfleet-server: model registry and fleet server"};
   app.require_subcommand(0, 1);
+  app.fallthrough();  // flags may follow the subcommand: "serve --listen ..."
   AddDatabaseFlags(app, config);
   AddServeFlags(app, config);
   AddLogFlags(app, config);

@@ -3,18 +3,19 @@
 //
 // Nothing outside server/db/ includes libpqxx: this header exposes only plain C++ types, and
 // every libpqxx exception is caught inside server/db/ and turned into a Status (see
-// StatusFromDatabaseError in pool.cc for the mapping, summarised below).
+// CurrentExceptionToStatus in pool.cc for the mapping, summarised below).
 //
 // Error mapping (Tx::Exec, Pool::Write/Read/..., Pool::Open):
 //   23505 unique_violation                       -> ALREADY_EXISTS
 //   23503 foreign_key_violation                  -> FAILED_PRECONDITION
 //   23514 check_violation, 23502 not_null_violation,
 //   class 22 data_exception (bad input, overflow) -> INVALID_ARGUMENT
-//   40001 serialization_failure, 40P01 deadlock  -> ABORTED (safe to retry the whole transaction)
+//   40001 serialization_failure, 40P01 deadlock, other class 40
+//                                                -> ABORTED (safe to retry the whole transaction)
 //   57014 query_canceled (statement_timeout)     -> DEADLINE_EXCEEDED
 //   broken connection, class 08, 57P01..57P03 (shutdown, "the database system is starting up"),
 //   53300 too_many_connections                   -> UNAVAILABLE
-//   connection lost during COMMIT (outcome not known) -> UNKNOWN
+//   connection lost during COMMIT, 40003 (outcome not known) -> UNKNOWN
 //   everything else                              -> INTERNAL
 // Messages from the server include the SQLSTATE: "[23505] ERROR: duplicate key value ...".
 #pragma once
@@ -96,8 +97,8 @@ class Result {
   const Row& operator[](size_t i) const { return rows_[i]; }
   auto begin() const { return rows_.begin(); }
   auto end() const { return rows_.end(); }
-  // Rows affected by INSERT/UPDATE/DELETE (with or without RETURNING); 0 for plain SELECTs
-  // in libpq's sense (for SELECT it is the number of rows returned).
+  // Rows inserted/updated/deleted by INSERT/UPDATE/DELETE (with or without RETURNING); for
+  // SELECT, the number of rows returned; 0 for statements without a row count (DDL).
   uint64_t affected_rows() const { return affected_rows_; }
   // Column names in result order.
   const std::vector<std::string>& column_names() const { return column_names_; }
@@ -235,7 +236,8 @@ class Pool {
   const PoolOptions options_;
   mutable std::mutex mu_;
   std::condition_variable slot_returned_;
-  std::deque<std::unique_ptr<internal::PoolSlot>> idle_;  // FIFO, so sequential calls rotate connections
+  // Idle slots, FIFO so that sequential calls rotate through all connections.
+  std::deque<std::unique_ptr<internal::PoolSlot>> idle_;
   std::atomic<int> open_connections_{0};
 };
 

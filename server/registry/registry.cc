@@ -20,15 +20,6 @@ namespace {
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 
-// bytea travels as its hex text form: '\x0a1b...'.
-std::string BytesParam(const std::string& raw) { return "\\x" + HexEncode(raw); }
-
-Expected<std::string> BytesColumn(const db::Row& row, size_t i) {
-  std::string text = row.Str(i);
-  if (!text.starts_with("\\x")) return Fail(Internal("bytea column is not in hex form"));
-  return HexDecode(std::string_view(text).substr(2));
-}
-
 // Advisory lock key for a digest: its first 60 bits, so every blob has its own lock.
 int64_t DigestLockKey(const std::string& digest) {
   int64_t key = 0;
@@ -78,7 +69,7 @@ constexpr std::string_view kModelColumns =
 
 Expected<v1::Model> ModelFromRow(const db::Row& row) {
   v1::Model model;
-  MF_ASSIGN_OR_RETURN(std::string definition, BytesColumn(row, 4));
+  std::string definition = row.Bytea(4);
   if (!model.ParseFromString(definition)) return Fail(Internal("stored model definition is corrupt"));
   model.set_name(row.Str(1));
   model.set_description(row.Str(2));
@@ -168,7 +159,7 @@ Status ValidatePublisherKeyRequest(const v1::AddPublisherKeyRequest& request) {
 v1::PublisherKey PublisherKeyFromRow(const db::Row& row) {
   v1::PublisherKey key;
   key.set_key_id(row.Str(0));
-  if (auto raw = BytesColumn(row, 1)) key.set_public_key(*raw);
+  key.set_public_key(row.Bytea(1));
   key.set_added_by(row.Str(2));
   SetTimestamp(row.OptInt(3), key.mutable_add_time());
   if (!row.IsNull(4)) SetTimestamp(row.OptInt(4), key.mutable_revoke_time());
@@ -224,7 +215,7 @@ Expected<v1::Model> Registry::CreateModel(const v1::CreateModelRequest& request,
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
     auto rows = tx.Exec("INSERT INTO models (name, description, task, definition, created_by) "
                         "VALUES ($1, $2, $3, $4::bytea, $5) RETURNING " + std::string(kModelColumns),
-                        {m.name(), m.description(), m.task(), BytesParam(definition.SerializeAsString()),
+                        {m.name(), m.description(), m.task(), db::Bytes{definition.SerializeAsString()},
                          caller.Actor()});
     if (!rows && rows.error().code() == StatusCode::kAlreadyExists) {
       return AlreadyExists("model '" + m.name() + "' already exists");
@@ -303,7 +294,7 @@ Expected<VersionRow> VersionFromRow(const db::Row& row) {
   VersionRow v;
   v.id = row.Int(0);
   v.state = row.Str(2);
-  MF_ASSIGN_OR_RETURN(std::string manifest, BytesColumn(row, 3));
+  std::string manifest = row.Bytea(3);
   if (!v.version.mutable_manifest()->ParseFromString(manifest)) {
     return Fail(Internal("stored manifest of version id " + std::to_string(v.id) + " is corrupt"));
   }
@@ -363,7 +354,7 @@ Status Registry::VerifySignature(const v1::Manifest& manifest) {
       return PermissionDenied("manifest.signature.key_id: '" + manifest.signature().key_id() +
                               "' is not a trusted publisher key");
     }
-    MF_ASSIGN_OR_RETURN(public_key, BytesColumn(rows[0], 0));
+    public_key = rows[0].Bytea(0);
     return Status::Ok();
   });
   MF_RETURN_IF_ERROR(s);
@@ -446,7 +437,7 @@ Expected<v1::ModelVersion> Registry::PushVersion(const v1::Manifest& manifest,
         "ON CONFLICT (model_id, version) DO NOTHING RETURNING id",
         {model.id, manifest.version(), manifest.digest(), static_cast<int64_t>(manifest.size_bytes()),
          manifest.format(), MetricsJson(manifest), LabelsJson(manifest),
-         BytesParam(manifest.SerializeAsString()),
+         db::Bytes{manifest.SerializeAsString()},
          manifest.has_signature() ? db::Param(manifest.signature().key_id()) : db::Param(nullptr),
          blob_key, caller.Actor()}));
     v1::VersionRef ref;
@@ -815,7 +806,7 @@ Expected<v1::PublisherKey> Registry::AddPublisherKey(const v1::AddPublisherKeyRe
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
     auto rows = tx.Exec("INSERT INTO publisher_keys (key_id, public_key, added_by) VALUES ($1, $2::bytea, $3) "
                         "RETURNING " + std::string(kPublisherKeyColumns),
-                        {request.key_id(), BytesParam(request.public_key()), caller.Actor()});
+                        {request.key_id(), db::Bytes{request.public_key()}, caller.Actor()});
     if (!rows && rows.error().code() == StatusCode::kAlreadyExists) {
       return AlreadyExists("publisher key '" + request.key_id() + "' already exists (key ids are never reused)");
     }

@@ -210,7 +210,8 @@ TEST_F(DbTest, AffectedRowsCountsUpdatedRows) {
   ASSERT_OK(Exec(*pool, "INSERT INTO t SELECT generate_series(1, 5)"));
   uint64_t affected = 0;
   ASSERT_OK(pool->Write([&](Tx& tx) -> Status {
-    MF_ASSIGN_OR_RETURN(Result result, tx.Exec("UPDATE t SET x = x + 1 WHERE x > $1", {int64_t{2}}));
+    MF_ASSIGN_OR_RETURN(Result result,
+                        tx.Exec("UPDATE t SET x = x + 1 WHERE x > $1", {int64_t{2}}));
     affected = result.affected_rows();
     return Status::Ok();
   }));
@@ -643,7 +644,8 @@ TEST_F(DbTest, ConcurrentApplyMigrationsAppliesEachOnce) {
   b.join();
   EXPECT_OK(status_a);
   EXPECT_OK(status_b);
-  auto rows = Query(*pool_a, "SELECT version, count(*) FROM schema_migrations GROUP BY 1 ORDER BY 1");
+  auto rows = Query(*pool_a,
+                    "SELECT version, count(*) FROM schema_migrations GROUP BY 1 ORDER BY 1");
   ASSERT_TRUE(rows.has_value());
   ASSERT_EQ(rows->size(), 3u);
   for (const Row& row : *rows) EXPECT_EQ(row.Int(1), 1) << "version " << row.Int(0);

@@ -1,0 +1,13 @@
+# End-to-end tests: the built binaries over real gRPC, with real PostgreSQL and s3rver.
+target_sources(mf_test_support PRIVATE ${CMAKE_CURRENT_LIST_DIR}/support/server_process.cc)
+target_link_libraries(mf_test_support PUBLIC gRPC::grpc++)
+
+modelfleet_add_test(
+  NAME registry_e2e_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e/registry_e2e_test.cc
+  LIBS mf_test_support mf_manifest mf_proto
+  LABELS e2e
+  TIMEOUT 900
+)
+# The e2e tests run the server binary: build it first.
+add_dependencies(registry_e2e_test modelfleet-server)

@@ -1,0 +1,362 @@
+// Test helpers for the registry core (server/registry): status assertions, manifests for given
+// bytes, chunk readers, download collectors, and a fixture with one PostgreSQL cluster per test
+// binary, a fresh database per test, a real LocalBlobStore and a real ArtifactCache.
+//
+// Header-only. Include it from exactly one translation unit per test binary (it registers a
+// global test environment when RegisterPostgresEnvironment() is called).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "auth/principal.h"
+#include "blob/local_blob_store.h"
+#include "db/migrations.h"
+#include "db/pool.h"
+#include "modelfleet/crypto.h"
+#include "modelfleet/manifest.h"
+#include "modelfleet/status.h"
+#include "modelfleet/v1/registry.pb.h"
+#include "process.h"
+#include "registry/artifact_cache.h"
+#include "registry/registry.h"
+#include "temp_postgres.h"
+
+#define MF_ASSERT_OK(expr)                                                \
+  do {                                                                    \
+    ::modelfleet::Status mf_assert_ok_ = ::modelfleet::testing::AsStatus(expr); \
+    ASSERT_TRUE(mf_assert_ok_.ok()) << mf_assert_ok_.ToString();          \
+  } while (0)
+
+#define MF_EXPECT_OK(expr)                                                \
+  do {                                                                    \
+    ::modelfleet::Status mf_expect_ok_ = ::modelfleet::testing::AsStatus(expr); \
+    EXPECT_TRUE(mf_expect_ok_.ok()) << mf_expect_ok_.ToString();          \
+  } while (0)
+
+// Asserts that `expr` (a Status or an Expected) failed with `code`.
+#define MF_EXPECT_CODE(expr, expected_code)                               \
+  do {                                                                    \
+    ::modelfleet::Status mf_expect_code_ = ::modelfleet::testing::AsStatus(expr); \
+    EXPECT_EQ(mf_expect_code_.code(), (expected_code)) << mf_expect_code_.ToString(); \
+  } while (0)
+
+namespace modelfleet::testing {
+
+inline Status AsStatus(const Status& s) { return s; }
+template <typename T>
+Status AsStatus(const Expected<T>& e) {
+  return StatusOf(e);
+}
+
+inline std::string CodeName(StatusCode code) { return std::string(StatusCodeName(code)); }
+
+// Deterministic pseudo-random bytes (so a failure is reproducible).
+inline std::string PatternBytes(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  uint32_t x = seed * 2654435761u + 12345u;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    out[i] = static_cast<char>(x & 0xff);
+  }
+  return out;
+}
+
+// A valid manifest for `bytes`: digest and size computed, a plausible format and input spec.
+inline v1::Manifest ManifestFor(const std::string& model, const std::string& version,
+                                const std::string& bytes) {
+  v1::Manifest m;
+  m.set_model(model);
+  m.set_version(version);
+  m.set_format("torchscript-int8");
+  m.set_quantization("ptq-static-qnnpack");
+  m.set_digest(Sha256Hex(bytes));
+  m.set_size_bytes(bytes.size());
+  auto* spec = m.mutable_input_spec();
+  for (int64_t d : {1, 1, 16, 16}) spec->add_shape(d);
+  spec->set_dtype("float32");
+  spec->set_layout("NCHW");
+  m.add_class_labels("empty");
+  m.add_class_labels("sitting");
+  (*m.mutable_metrics())["accuracy"] = 0.9;
+  m.mutable_lineage()->set_git_commit("0123456789abcdef");
+  m.set_version_counter(1);
+  return m;
+}
+
+// Splits `bytes` into chunks of at most `chunk_size`.
+inline std::vector<std::string> Chunks(const std::string& bytes, size_t chunk_size) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos < bytes.size(); pos += chunk_size) out.push_back(bytes.substr(pos, chunk_size));
+  return out;
+}
+
+// A ChunkReader that yields `chunks`, then end-of-stream. Counts its calls in *calls (if
+// non-null). If `error` is set, the call with index `error->first` returns error->second
+// instead of a chunk.
+inline registry::ChunkReader ReaderOf(std::vector<std::string> chunks,
+                                      std::shared_ptr<std::atomic<int>> calls = nullptr,
+                                      std::optional<std::pair<size_t, Status>> error = std::nullopt) {
+  auto state = std::make_shared<size_t>(0);
+  auto data = std::make_shared<std::vector<std::string>>(std::move(chunks));
+  return [state, data, calls, error]() -> Expected<std::optional<std::string>> {
+    size_t index = (*state)++;
+    if (calls) ++*calls;
+    if (error && index == error->first) return Fail(error->second);
+    if (index >= data->size()) return std::optional<std::string>();
+    return std::optional<std::string>((*data)[index]);
+  };
+}
+
+inline registry::ChunkReader ReaderOfBytes(const std::string& bytes, size_t chunk_size = 4096,
+                                           std::shared_ptr<std::atomic<int>> calls = nullptr) {
+  return ReaderOf(Chunks(bytes, chunk_size), std::move(calls));
+}
+
+// Everything a download delivered.
+struct Downloaded {
+  std::vector<v1::DownloadChunk> messages;
+  std::string data;
+  Status status;
+};
+
+inline Downloaded DownloadAll(registry::Registry& reg, const v1::DownloadRequest& request) {
+  Downloaded out;
+  out.status = reg.Download(request, [&](const v1::DownloadChunk& chunk) -> Status {
+    out.messages.push_back(chunk);
+    out.data += chunk.data();
+    return Status::Ok();
+  });
+  return out;
+}
+
+inline v1::DownloadRequest DownloadOf(const std::string& model, const std::string& version,
+                                      uint64_t offset = 0, uint64_t length = 0) {
+  v1::DownloadRequest r;
+  r.mutable_ref()->set_model(model);
+  r.mutable_ref()->set_version(version);
+  r.set_offset(offset);
+  r.set_length(length);
+  return r;
+}
+
+inline std::string ReadWholeFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline void WriteWholeFile(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Flips one bit of the byte at `pos` of the file, in place.
+inline void FlipByte(const std::filesystem::path& path, size_t pos) {
+  std::string bytes = ReadWholeFile(path);
+  ASSERT_LT(pos, bytes.size()) << path;
+  bytes[pos] = static_cast<char>(bytes[pos] ^ 0x01);
+  WriteWholeFile(path, bytes);
+}
+
+inline std::vector<std::string> DirEntries(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+  return out;
+}
+
+// ------------------------------------------------------------------------- PostgreSQL cluster
+
+// One cluster per test binary.
+inline TempPostgres*& Cluster() {
+  static TempPostgres* cluster = nullptr;
+  return cluster;
+}
+
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::string error;
+    cluster_ = TempPostgres::Start(&error);
+    ASSERT_NE(cluster_, nullptr) << error;
+    Cluster() = cluster_.get();
+  }
+  void TearDown() override {
+    Cluster() = nullptr;
+    cluster_.reset();
+  }
+
+ private:
+  std::unique_ptr<TempPostgres> cluster_;
+};
+
+// Per test: a fresh database with the schema, a blob store and a cache in a temp directory,
+// and a Registry over them.
+class RegistryFixture : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kCacheCapacity = 64ull << 20;
+
+  void SetUp() override {
+    ASSERT_NE(Cluster(), nullptr) << "the PostgreSQL cluster did not start";
+    static int database_counter = 0;
+    std::string name = "registry_" + std::to_string(++database_counter);
+    ASSERT_TRUE(Cluster()->CreateDatabase(name)) << Cluster()->last_error();
+    conninfo_ = Cluster()->conninfo(name);
+    auto pool = db::Pool::Open({.conninfo = conninfo_, .size = 4});
+    ASSERT_TRUE(pool) << pool.error().ToString();
+    pool_ = std::move(*pool);
+    MF_ASSERT_OK(db::ApplyMigrations(*pool_, db::EmbeddedMigrations()));
+
+    dir_ = std::make_unique<TempDir>("registry-test");
+    auto store = blob::LocalBlobStore::Open(dir_->path() / "blobs");
+    ASSERT_TRUE(store) << store.error().ToString();
+    store_ = std::move(*store);
+    cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_->path() / "cache", kCacheCapacity);
+    MakeRegistry(registry::RegistryOptions{});
+  }
+
+  void MakeRegistry(registry::RegistryOptions options) {
+    options_ = options;
+    registry_ = std::make_unique<registry::Registry>(*pool_, *store_, *cache_, options);
+  }
+
+  registry::Registry& reg() { return *registry_; }
+  blob::LocalBlobStore& local_store() { return static_cast<blob::LocalBlobStore&>(*store_); }
+  std::filesystem::path store_tmp_dir() const { return dir_->path() / "blobs" / "tmp"; }
+  std::filesystem::path ObjectPath(const std::string& digest) {
+    return local_store().ObjectPath("sha256/" + digest);
+  }
+
+  // Keys in the blob store (all of them).
+  std::vector<std::string> StoreKeys() {
+    auto keys = store_->List("");
+    EXPECT_TRUE(keys) << keys.error().ToString();
+    if (!keys) return {};
+    std::sort(keys->begin(), keys->end());
+    return *keys;
+  }
+
+  int64_t QueryInt(const std::string& sql, const std::vector<db::Param>& params = {}) {
+    int64_t value = -1;
+    Status s = pool_->Read([&](db::Tx& tx) -> Status {
+      auto rows = tx.Exec(sql, params);
+      if (!rows) return rows.error();
+      value = (*rows)[0].Int(0);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << sql << ": " << s.ToString();
+    return value;
+  }
+  int64_t VersionRows() { return QueryInt("SELECT count(*) FROM model_versions"); }
+
+  v1::Model CreateModel(const std::string& name) {
+    v1::CreateModelRequest req;
+    req.mutable_model()->set_name(name);
+    req.mutable_model()->set_description("model " + name);
+    req.mutable_model()->set_task("person-detection");
+    auto created = reg().CreateModel(req, caller_);
+    EXPECT_TRUE(created) << created.error().ToString();
+    return created ? *created : v1::Model();
+  }
+
+  Expected<v1::ModelVersion> Push(const v1::Manifest& manifest, const std::string& bytes,
+                                  size_t chunk_size = 4096) {
+    return reg().PushVersion(manifest, ReaderOfBytes(bytes, chunk_size), caller_);
+  }
+
+  // Pushes a version with `bytes` and a manifest from ManifestFor(), adjusted by `adjust`.
+  v1::ModelVersion PushOk(const std::string& model, const std::string& version, const std::string& bytes,
+                          const std::function<void(v1::Manifest&)>& adjust = nullptr) {
+    v1::Manifest m = ManifestFor(model, version, bytes);
+    if (adjust) adjust(m);
+    auto pushed = Push(m, bytes);
+    EXPECT_TRUE(pushed) << version << ": " << pushed.error().ToString();
+    return pushed ? *pushed : v1::ModelVersion();
+  }
+
+  Expected<v1::ModelVersion> GetVersion(const std::string& model, const std::string& version) {
+    v1::GetVersionRequest req;
+    req.mutable_ref()->set_model(model);
+    req.mutable_ref()->set_version(version);
+    return reg().GetVersion(req);
+  }
+
+  Expected<v1::ModelVersion> ArchiveVersion(const std::string& model, const std::string& version) {
+    v1::ArchiveVersionRequest req;
+    req.set_model(model);
+    req.set_version(version);
+    return reg().ArchiveVersion(req, caller_);
+  }
+
+  Expected<v1::PurgeVersionResponse> PurgeVersion(const std::string& model, const std::string& version) {
+    v1::PurgeVersionRequest req;
+    req.set_model(model);
+    req.set_version(version);
+    return reg().PurgeVersion(req, caller_);
+  }
+
+  Expected<v1::Alias> SetAlias(const std::string& model, const std::string& alias, const std::string& version,
+                               const std::string& reason = "", const std::string& expected = "") {
+    v1::SetAliasRequest req;
+    req.set_model(model);
+    req.set_alias(alias);
+    req.set_version(version);
+    req.set_reason(reason);
+    req.set_expected_current_version(expected);
+    return reg().SetAlias(req, caller_);
+  }
+
+  Expected<v1::ModelVersion> Resolve(const std::string& model, const std::string& alias) {
+    v1::ResolveAliasRequest req;
+    req.set_model(model);
+    req.set_alias(alias);
+    return reg().ResolveAlias(req);
+  }
+
+  // Every version of `model` matching `filter`, following next_page_token, newest first.
+  std::vector<std::string> ListAllVersions(const std::string& model, const std::string& filter = "",
+                                           int page_size = 0) {
+    std::vector<std::string> out;
+    std::string token;
+    for (int page = 0; page < 1000; ++page) {
+      v1::ListVersionsRequest req;
+      req.set_model(model);
+      req.set_filter(filter);
+      req.set_page_size(page_size);
+      req.set_page_token(token);
+      auto resp = reg().ListVersions(req);
+      EXPECT_TRUE(resp) << filter << ": " << resp.error().ToString();
+      if (!resp) return out;
+      for (const auto& v : resp->versions()) out.push_back(v.manifest().version());
+      token = resp->next_page_token();
+      if (token.empty()) return out;
+    }
+    ADD_FAILURE() << "pagination did not terminate";
+    return out;
+  }
+
+  const auth::Principal caller_{42, "ci-bot", v1::ROLE_PUBLISHER};
+  std::string conninfo_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<blob::BlobStore> store_;
+  std::unique_ptr<registry::ArtifactCache> cache_;
+  registry::RegistryOptions options_;
+  std::unique_ptr<registry::Registry> registry_;
+};
+
+}  // namespace modelfleet::testing
