@@ -11,3 +11,11 @@ modelfleet_add_test(
 )
 # The e2e tests run the server binary: build it first.
 add_dependencies(registry_e2e_test modelfleet-server)
+
+modelfleet_add_test(
+  NAME python_client_e2e_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e/python_client_test.cc
+  LIBS mf_test_support
+  LABELS e2e
+)
+add_dependencies(python_client_e2e_test modelfleet-server)

@@ -13,11 +13,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <ostream>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -28,6 +30,7 @@
 #include "modelfleet/crypto.h"
 #include "modelfleet/manifest.h"
 #include "modelfleet/status.h"
+#include "modelfleet/validation.h"
 #include "modelfleet/v1/registry.pb.h"
 #include "process.h"
 #include "registry/artifact_cache.h"
@@ -52,6 +55,11 @@
     ::modelfleet::Status mf_expect_code_ = ::modelfleet::testing::AsStatus(expr); \
     EXPECT_EQ(mf_expect_code_.code(), (expected_code)) << mf_expect_code_.ToString(); \
   } while (0)
+
+namespace modelfleet {
+// Readable status codes in gtest failure messages.
+inline void PrintTo(StatusCode code, std::ostream* os) { *os << StatusCodeName(code); }
+}  // namespace modelfleet
 
 namespace modelfleet::testing {
 
@@ -179,6 +187,72 @@ inline std::vector<std::string> DirEntries(const std::filesystem::path& dir) {
   return out;
 }
 
+// ------------------------------------------------------------------------- store decorator
+
+// Forwards to a real BlobStore; tests can make the next Commit / Delete / Read fail, or run
+// code right after a Commit (e.g. to break the database connection at that moment). Hooks are
+// set from the test thread while no call is in progress.
+class FaultInjectingBlobStore final : public blob::BlobStore {
+ public:
+  explicit FaultInjectingBlobStore(std::unique_ptr<blob::BlobStore> inner) : inner_(std::move(inner)) {}
+
+  blob::BlobStore& inner() { return *inner_; }
+
+  // If set and returning non-OK, Commit aborts the upload and returns that status.
+  std::function<Status()> before_commit;
+  // Runs after a successful Commit.
+  std::function<void()> after_commit;
+  // If set, Delete / Read return it without touching the store.
+  std::optional<Status> fail_delete;
+  std::optional<Status> fail_read;
+
+  std::string Describe() const override { return "faulty(" + inner_->Describe() + ")"; }
+
+  Expected<std::unique_ptr<blob::BlobWriter>> Create(const std::string& key) override {
+    auto writer = inner_->Create(key);
+    if (!writer) return Fail(writer.error());
+    return std::unique_ptr<blob::BlobWriter>(new Writer(this, std::move(*writer)));
+  }
+  Status Read(const std::string& key, uint64_t offset, std::optional<uint64_t> length,
+              const blob::BlobSink& sink) override {
+    if (fail_read) return *fail_read;
+    return inner_->Read(key, offset, length, sink);
+  }
+  Expected<blob::BlobInfo> Stat(const std::string& key) override { return inner_->Stat(key); }
+  Status Delete(const std::string& key) override {
+    if (fail_delete) return *fail_delete;
+    return inner_->Delete(key);
+  }
+  Expected<std::vector<std::string>> List(const std::string& prefix) override { return inner_->List(prefix); }
+
+ private:
+  class Writer final : public blob::BlobWriter {
+   public:
+    Writer(FaultInjectingBlobStore* store, std::unique_ptr<blob::BlobWriter> inner)
+        : store_(store), inner_(std::move(inner)) {}
+    Status Append(std::span<const uint8_t> bytes) override { return inner_->Append(bytes); }
+    Status Commit() override {
+      if (store_->before_commit) {
+        Status s = store_->before_commit();
+        if (!s.ok()) {
+          inner_->Abort();
+          return s;
+        }
+      }
+      Status s = inner_->Commit();
+      if (s.ok() && store_->after_commit) store_->after_commit();
+      return s;
+    }
+    void Abort() override { inner_->Abort(); }
+
+   private:
+    FaultInjectingBlobStore* store_;
+    std::unique_ptr<blob::BlobWriter> inner_;
+  };
+
+  std::unique_ptr<blob::BlobStore> inner_;
+};
+
 // ------------------------------------------------------------------------- PostgreSQL cluster
 
 // One cluster per test binary.
@@ -224,7 +298,7 @@ class RegistryFixture : public ::testing::Test {
     dir_ = std::make_unique<TempDir>("registry-test");
     auto store = blob::LocalBlobStore::Open(dir_->path() / "blobs");
     ASSERT_TRUE(store) << store.error().ToString();
-    store_ = std::move(*store);
+    store_ = std::make_unique<FaultInjectingBlobStore>(std::move(*store));
     cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_->path() / "cache", kCacheCapacity);
     MakeRegistry(registry::RegistryOptions{});
   }
@@ -235,7 +309,7 @@ class RegistryFixture : public ::testing::Test {
   }
 
   registry::Registry& reg() { return *registry_; }
-  blob::LocalBlobStore& local_store() { return static_cast<blob::LocalBlobStore&>(*store_); }
+  blob::LocalBlobStore& local_store() { return static_cast<blob::LocalBlobStore&>(store_->inner()); }
   std::filesystem::path store_tmp_dir() const { return dir_->path() / "blobs" / "tmp"; }
   std::filesystem::path ObjectPath(const std::string& digest) {
     return local_store().ObjectPath("sha256/" + digest);
@@ -353,7 +427,7 @@ class RegistryFixture : public ::testing::Test {
   std::string conninfo_;
   std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<blob::BlobStore> store_;
+  std::unique_ptr<FaultInjectingBlobStore> store_;
   std::unique_ptr<registry::ArtifactCache> cache_;
   registry::RegistryOptions options_;
   std::unique_ptr<registry::Registry> registry_;
