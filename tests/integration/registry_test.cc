@@ -1186,6 +1186,174 @@ TEST_F(DownloadTest, WriterErrorStopsTheDownload) {
   EXPECT_EQ(calls, 2);
 }
 
+// =========================================================================== store and database faults
+
+TEST_F(RegistryTest, BlobCommitFailureLeavesNothing) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(10000, 800);
+  store_->before_commit = [] { return Unavailable("injected: object store unreachable at commit"); };
+  ExpectPushFailsCleanly(ManifestFor("det", "1.0.0", bytes), ReaderOfBytes(bytes), StatusCode::kUnavailable, "");
+  store_->before_commit = nullptr;
+  auto ok = Push(ManifestFor("det", "1.0.0", bytes), bytes);
+  EXPECT_TRUE(ok) << ok.error().ToString();
+}
+
+TEST_F(RegistryTest, DatabaseLostAfterBlobCommitRemovesTheBlob) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(10000, 801);
+  int64_t terminated = 0;
+  // The blob is committed, then the database connection of the push breaks before its row
+  // commits: the push fails, and the blob it published must be removed again.
+  store_->after_commit = [&] {
+    store_->after_commit = nullptr;
+    terminated = TerminateDatabaseConnections();
+  };
+  std::vector<std::string> keys_before = StoreKeys();
+  auto pushed = Push(ManifestFor("det", "1.0.0", bytes), bytes);
+  ASSERT_GE(terminated, 1) << "no connection was terminated";
+  ASSERT_FALSE(pushed) << "the push succeeded although its transaction was killed";
+  EXPECT_TRUE(pushed.error().code() == StatusCode::kUnavailable || pushed.error().code() == StatusCode::kUnknown)
+      << pushed.error().ToString();
+  ExpectNothingRemains(keys_before, 0, "det", "1.0.0");
+  // And the registry works again.
+  auto ok = Push(ManifestFor("det", "1.0.0", bytes), bytes);
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  auto d = DownloadAll(reg(), DownloadOf("det", "1.0.0"));
+  MF_EXPECT_OK(d.status);
+  EXPECT_EQ(d.data, bytes);
+}
+
+TEST_F(RegistryTest, DatabaseLostAfterCommitOfSharedBlobKeepsIt) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(10000, 802);
+  PushOk("det", "1.0.0", bytes);
+  store_->after_commit = [&] {
+    store_->after_commit = nullptr;
+    TerminateDatabaseConnections();
+  };
+  auto pushed = Push(ManifestFor("det", "1.0.1", bytes), bytes);
+  ASSERT_FALSE(pushed);
+  EXPECT_EQ(VersionRows(), 1);
+  EXPECT_EQ(StoreKeys(), std::vector<std::string>{"sha256/" + Sha256Hex(bytes)}) << "1.0.0 still needs the blob";
+  auto d = DownloadAll(reg(), DownloadOf("det", "1.0.0"));
+  MF_EXPECT_OK(d.status);
+  EXPECT_EQ(d.data, bytes);
+}
+
+TEST_F(RegistryTest, PurgeBlobDeleteFailureKeepsTheRow) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(3000, 803);
+  PushOk("det", "1.0.0", bytes);
+  ASSERT_TRUE(ArchiveVersion("det", "1.0.0"));
+  store_->fail_delete = Unavailable("injected: object store unreachable");
+  MF_EXPECT_CODE(PurgeVersion("det", "1.0.0"), StatusCode::kUnavailable);
+  EXPECT_EQ(VersionRows(), 1) << "the row must stay when its blob could not be deleted";
+  auto got = GetVersion("det", "1.0.0");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->state(), v1::VERSION_STATE_ARCHIVED);
+  store_->fail_delete.reset();
+  auto purged = PurgeVersion("det", "1.0.0");
+  ASSERT_TRUE(purged) << purged.error().ToString();
+  EXPECT_TRUE(purged->blob_deleted());
+  EXPECT_TRUE(StoreKeys().empty());
+}
+
+TEST_F(RegistryTest, DownloadWithStoreUnavailableIsUnavailable) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(3000, 804);
+  PushOk("det", "1.0.0", bytes);
+  store_->fail_read = Unavailable("injected: object store unreachable");
+  auto d = DownloadAll(reg(), DownloadOf("det", "1.0.0"));
+  MF_EXPECT_CODE(d.status, StatusCode::kUnavailable);
+  EXPECT_TRUE(d.messages.empty());
+  store_->fail_read.reset();
+  d = DownloadAll(reg(), DownloadOf("det", "1.0.0"));
+  MF_EXPECT_OK(d.status);
+  EXPECT_EQ(d.data, bytes);
+}
+
+// =========================================================================== concurrency
+
+TEST_F(RegistryTest, ConcurrentPurgeAndPushOfTheSameBytes) {
+  CreateModel("det");
+  for (int i = 0; i < 6; ++i) {
+    std::string bytes = PatternBytes(20000, 900 + i);
+    std::string old_version = "1." + std::to_string(i) + ".0";
+    std::string new_version = "1." + std::to_string(i) + ".1";
+    PushOk("det", old_version, bytes);
+    ASSERT_TRUE(DownloadAll(reg(), DownloadOf("det", old_version)).status.ok());  // cached too
+    ASSERT_TRUE(ArchiveVersion("det", old_version));
+    Expected<v1::PurgeVersionResponse> purged = Fail(Internal("not run"));
+    Expected<v1::ModelVersion> pushed = Fail(Internal("not run"));
+    std::latch start(2);
+    std::thread purger([&] {
+      start.arrive_and_wait();
+      purged = PurgeVersion("det", old_version);
+    });
+    std::thread pusher([&] {
+      start.arrive_and_wait();
+      pushed = reg().PushVersion(ManifestFor("det", new_version, bytes), ReaderOfBytes(bytes, 2000), caller_);
+    });
+    purger.join();
+    pusher.join();
+    ASSERT_TRUE(purged) << purged.error().ToString();
+    ASSERT_TRUE(pushed) << pushed.error().ToString();
+    auto d = DownloadAll(reg(), DownloadOf("det", new_version));
+    MF_ASSERT_OK(d.status);
+    EXPECT_EQ(d.data, bytes) << "iteration " << i;
+    EXPECT_TRUE(std::filesystem::exists(ObjectPath(Sha256Hex(bytes)))) << "iteration " << i;
+  }
+}
+
+TEST_F(AliasTest, ConcurrentCompareAndSetHasOneWinner) {
+  constexpr int kThreads = 8;
+  std::vector<Status> results(kThreads);
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  const std::vector<std::string> versions{"1.0.0", "1.1.0", "1.2.0"};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      results[i] = StatusOf(SetAlias("det", "production", versions[i % 3], "t" + std::to_string(i), "-"));
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0;
+  for (const Status& s : results) {
+    if (s.ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+    }
+  }
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(HistoryRows(), 1);
+}
+
+// =========================================================================== filter values
+
+TEST_F(RegistryTest, FilterMatchesEscapedLabelsAndExtremeMetrics) {
+  CreateModel("det");
+  PushOk("det", "1.0.0", PatternBytes(500, 950), [](v1::Manifest& m) {
+    (*m.mutable_labels())["note"] = "say \"hi\" \\ bye";
+    (*m.mutable_metrics())["tiny"] = 1e-05;
+    (*m.mutable_metrics())["huge"] = 1e+20;
+    (*m.mutable_metrics())["neg"] = -0.5;
+  });
+  PushOk("det", "1.0.1", PatternBytes(500, 951), [](v1::Manifest& m) {
+    (*m.mutable_labels())["note"] = "plain";
+    (*m.mutable_metrics())["tiny"] = 0.5;
+    (*m.mutable_metrics())["huge"] = 1;
+    (*m.mutable_metrics())["neg"] = 0;
+  });
+  using Versions = std::vector<std::string>;
+  EXPECT_EQ(ListAllVersions("det", "labels.note = \"say \\\"hi\\\" \\\\ bye\""), Versions{"1.0.0"});
+  EXPECT_EQ(ListAllVersions("det", "metrics.tiny < 0.001"), Versions{"1.0.0"});
+  EXPECT_EQ(ListAllVersions("det", "metrics.huge >= 1e19"), Versions{"1.0.0"});
+  EXPECT_EQ(ListAllVersions("det", "metrics.neg < 0"), Versions{"1.0.0"});
+  EXPECT_EQ(ListAllVersions("det", "metrics.neg >= -0.5"), (Versions{"1.0.1", "1.0.0"}));
+}
+
 // =========================================================================== database restart
 
 // Its own suite so that it runs last: it restarts the cluster every test shares.
@@ -1211,6 +1379,29 @@ TEST_F(DatabaseRestartTest, CallsSucceedAfterDatabaseRestart) {
   auto d = DownloadAll(reg(), DownloadOf("after", "1.0.0"));
   MF_EXPECT_OK(d.status);
   EXPECT_EQ(d.data, bytes);
+}
+
+TEST_F(DatabaseRestartTest, DatabaseDownDuringPushLeavesNothing) {
+  CreateModel("det");
+  std::string bytes = PatternBytes(20000, 990);
+  std::vector<std::string> keys_before = StoreKeys();
+  bool stopped = false;
+  // The database goes away while the bytes stream in.
+  auto chunks = Chunks(bytes, 4000);
+  size_t index = 0;
+  registry::ChunkReader reader = [&]() -> Expected<std::optional<std::string>> {
+    if (index == 2 && !stopped) stopped = Cluster()->Stop();
+    if (index >= chunks.size()) return std::optional<std::string>();
+    return std::optional<std::string>(chunks[index++]);
+  };
+  auto pushed = reg().PushVersion(ManifestFor("det", "1.0.0", bytes), reader, caller_);
+  ASSERT_TRUE(stopped) << Cluster()->last_error();
+  ASSERT_TRUE(Cluster()->StartAgain()) << Cluster()->last_error();
+  ASSERT_FALSE(pushed) << "the push succeeded with the database down";
+  EXPECT_EQ(pushed.error().code(), StatusCode::kUnavailable) << pushed.error().ToString();
+  ExpectNothingRemains(keys_before, 0, "det", "1.0.0");
+  auto ok = Push(ManifestFor("det", "1.0.0", bytes), bytes);
+  EXPECT_TRUE(ok) << ok.error().ToString();
 }
 
 }  // namespace

@@ -289,6 +289,7 @@ class RegistryFixture : public ::testing::Test {
     static int database_counter = 0;
     std::string name = "registry_" + std::to_string(++database_counter);
     ASSERT_TRUE(Cluster()->CreateDatabase(name)) << Cluster()->last_error();
+    db_name_ = name;
     conninfo_ = Cluster()->conninfo(name);
     auto pool = db::Pool::Open({.conninfo = conninfo_, .size = 4});
     ASSERT_TRUE(pool) << pool.error().ToString();
@@ -335,6 +336,25 @@ class RegistryFixture : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << sql << ": " << s.ToString();
     return value;
   }
+  // Terminates every server process connected to this test's database (the registry's pooled
+  // connections), waiting until they are gone. Returns how many were terminated.
+  int64_t TerminateDatabaseConnections() {
+    auto admin = db::Pool::Open({.conninfo = Cluster()->conninfo("postgres"), .size = 1});
+    EXPECT_TRUE(admin) << admin.error().ToString();
+    if (!admin) return -1;
+    int64_t terminated = -1;
+    Status s = (*admin)->Write([&](db::Tx& tx) -> Status {
+      auto rows = tx.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                          "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                          {db_name_});
+      if (!rows) return rows.error();
+      terminated = (*rows)[0].Int(0);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return terminated;
+  }
+
   int64_t VersionRows() { return QueryInt("SELECT count(*) FROM model_versions"); }
 
   v1::Model CreateModel(const std::string& name) {
@@ -424,6 +444,7 @@ class RegistryFixture : public ::testing::Test {
   }
 
   const auth::Principal caller_{42, "ci-bot", v1::ROLE_PUBLISHER};
+  std::string db_name_;
   std::string conninfo_;
   std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<TempDir> dir_;
