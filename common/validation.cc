@@ -109,24 +109,32 @@ Status ValidateIdentifier(std::string_view id, const std::string& field) {
 }
 
 bool IsValidUtf8(std::string_view s) {
+  // RFC 3629 section 4: the second byte's range depends on the first byte, which rules out
+  // overlong forms, UTF-16 surrogates and code points above U+10FFFF.
   size_t i = 0;
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
     size_t continuation;
+    unsigned char second_min = 0x80, second_max = 0xbf;
     if (c < 0x80) {
       continuation = 0;
     } else if (c >= 0xc2 && c <= 0xdf) {
       continuation = 1;
-    } else if ((c >> 4) == 0xe) {
+    } else if (c >= 0xe0 && c <= 0xef) {
       continuation = 2;
+      if (c == 0xe0) second_min = 0xa0;
+      if (c == 0xed) second_max = 0x9f;
     } else if (c >= 0xf0 && c <= 0xf4) {
       continuation = 3;
+      if (c == 0xf0) second_min = 0x90;
+      if (c == 0xf4) second_max = 0x8f;
     } else {
       return false;  // stray continuation byte, overlong lead, or out of range
     }
     if (continuation > s.size() - i - 1) return false;
     for (size_t k = 1; k <= continuation; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+      auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < second_min || b > second_max) : (b >> 6) != 0x2) return false;
     }
     i += continuation + 1;
   }

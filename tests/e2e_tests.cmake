@@ -5,7 +5,7 @@ target_link_libraries(mf_test_support PUBLIC gRPC::grpc++)
 modelfleet_add_test(
   NAME registry_e2e_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e/registry_e2e_test.cc
-  LIBS mf_test_support mf_manifest mf_proto
+  LIBS mf_test_support mf_manifest mf_proto mf_blob
   LABELS e2e
   TIMEOUT 900
 )

@@ -62,8 +62,6 @@ class LocalBlobWriter final : public BlobWriter {
     }
     ::close(fd_);
     fd_ = -1;
-    std::error_code ec;
-    fs::create_directories(final_path_.parent_path(), ec);
     if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
       Status s = ErrnoStatus("rename to", final_path_, errno);
       ::unlink(temp_path_.c_str());
@@ -107,7 +105,11 @@ Expected<std::unique_ptr<BlobStore>> LocalBlobStore::Open(const fs::path& root) 
 
 std::string LocalBlobStore::Describe() const { return "local:" + root_.string(); }
 
-fs::path LocalBlobStore::ObjectPath(const std::string& key) const { return root_ / "objects" / key; }
+fs::path LocalBlobStore::ObjectPathFor(const fs::path& root, const std::string& key) {
+  std::string file = key;
+  std::replace(file.begin(), file.end(), '/', '~');
+  return root / "objects" / file;
+}
 
 Expected<std::unique_ptr<BlobWriter>> LocalBlobStore::Create(const std::string& key) {
   MF_RETURN_IF_ERROR(ValidateBlobKey(key));
@@ -179,10 +181,10 @@ Expected<std::vector<std::string>> LocalBlobStore::List(const std::string& prefi
   std::vector<std::string> keys;
   std::error_code ec;
   fs::path objects = root_ / "objects";
-  for (auto it = fs::recursive_directory_iterator(objects, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(objects, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file()) continue;
-    std::string key = fs::relative(it->path(), objects).generic_string();
+    std::string key = it->path().filename().string();
+    std::replace(key.begin(), key.end(), '~', '/');
     if (key.starts_with(prefix)) keys.push_back(std::move(key));
   }
   if (ec) return Fail(Internal("listing " + objects.string() + ": " + ec.message()));

@@ -1,6 +1,8 @@
 // LocalBlobStore: a directory on the local filesystem (the embedded default).
 //
-// Layout: <root>/objects/<key> for committed objects, <root>/tmp/ for uploads in progress.
+// Layout: <root>/objects/<encoded key> for committed objects, one flat directory, where the
+// key's '/' become '~' (a character keys may not contain), so that "a" and "a/b" are
+// independent objects as on S3; <root>/tmp/ for uploads in progress.
 // An upload is written to a temp file, fsynced, renamed into place and its directory fsynced,
 // so a power cut leaves either the whole old object or the whole new one, never a torn file.
 // Temp files left by a crash are removed when the store is opened.
@@ -27,7 +29,8 @@ class LocalBlobStore final : public BlobStore {
   Expected<std::vector<std::string>> List(const std::string& prefix) override;
 
   // Where a committed object lives (tests corrupt it to check DATA_LOSS handling).
-  std::filesystem::path ObjectPath(const std::string& key) const;
+  std::filesystem::path ObjectPath(const std::string& key) const { return ObjectPathFor(root_, key); }
+  static std::filesystem::path ObjectPathFor(const std::filesystem::path& root, const std::string& key);
 
  private:
   explicit LocalBlobStore(std::filesystem::path root) : root_(std::move(root)) {}

@@ -568,6 +568,9 @@ Expected<v1::ModelVersion> Registry::ArchiveVersion(const v1::ArchiveVersionRequ
   MF_RETURN_IF_ERROR(ValidateSemVer(request.version(), "version"));
   v1::ModelVersion version;
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
+    // The model row lock serialises this with SetAlias, so no alias can land on the version
+    // between the check below and the update.
+    MF_RETURN_IF_ERROR(StatusOf(LoadModelIdentity(tx, request.model(), true)));
     v1::VersionRef ref;
     ref.set_model(request.model());
     ref.set_version(request.version());

@@ -30,11 +30,12 @@ class FilterParser {
     SkipSpace();
     if (AtEnd()) return terms;
     while (true) {
+      SkipSpace();
+      if (terms.size() == kMaxFilterTerms) {
+        return Error("has more than " + std::to_string(kMaxFilterTerms) + " terms; the next one starts");
+      }
       MF_ASSIGN_OR_RETURN(FilterTerm term, ParseTerm());
       terms.push_back(std::move(term));
-      if (terms.size() > kMaxFilterTerms) {
-        return Fail(InvalidArgument("filter", "has more than " + std::to_string(kMaxFilterTerms) + " terms"));
-      }
       SkipSpace();
       if (AtEnd()) return terms;
       std::string word = Word();

@@ -9,9 +9,14 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <random>
 #include <thread>
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include "blob/local_blob_store.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/manifest.h"
 #include "modelfleet/v1/admin.grpc.pb.h"
@@ -276,7 +281,7 @@ TEST_F(RegistryE2E, CorruptStoredBlobGivesDataLossAndNoBytes) {
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
   const std::string bytes = RandomBytes(1 << 20, 4);
   ASSERT_TRUE(Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_).ok());
-  auto path = server_->blob_dir() / "objects" / "sha256" / Sha256Hex(bytes);
+  auto path = blob::LocalBlobStore::ObjectPathFor(server_->blob_dir(), "sha256/" + Sha256Hex(bytes));
   ASSERT_TRUE(std::filesystem::exists(path));
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -735,6 +740,93 @@ TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
   Authorize(plain_ctx, admin);
   plain_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   EXPECT_FALSE(plain_stub->WhoAmI(&plain_ctx, v1::WhoAmIRequest(), &me).ok());
+}
+
+TEST(ServerStartup, MigrateSubcommandIsSafeWhenTwoRunAtOnce) {
+  std::string db = "e2e_migrate_" + std::to_string(::getpid());
+  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  std::string url = g_postgres->conninfo(db);
+  std::string out1, out2;
+  int code1 = -1, code2 = -1;
+  std::thread first([&] { code1 = testing::RunCommand({testing::ServerBinary().string(), "migrate", "--database-url", url}, &out1); });
+  std::thread second([&] { code2 = testing::RunCommand({testing::ServerBinary().string(), "migrate", "--database-url", url}, &out2); });
+  first.join();
+  second.join();
+  EXPECT_EQ(code1, 0) << out1;
+  EXPECT_EQ(code2, 0) << out2;
+  std::string rows;
+  ASSERT_EQ(testing::RunCommand({"psql", "-At", "-d", url, "-c", "SELECT version FROM schema_migrations ORDER BY 1"}, &rows), 0) << rows;
+  EXPECT_EQ(rows, "1\n");
+}
+
+TEST(ServerStartup, WrongS3CredentialsStopTheStartWithAClearError) {
+  std::string db = "e2e_s3creds_" + std::to_string(::getpid());
+  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  testing::TempDir dir("modelfleet-s3creds");
+  std::string out;
+  int code = testing::RunCommand({testing::ServerBinary().string(), "serve", "--insecure", "--listen", "127.0.0.1:0",
+                                  "--database-url", g_postgres->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
+                                  g_s3->endpoint(), "--s3-access-key", "NOT-A-KEY", "--s3-secret-key", "x",
+                                  "--cache-dir", (dir.path() / "c").string()},
+                                 &out);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("InvalidAccessKeyId"), std::string::npos) << out;
+
+  int port = testing::FreeTcpPort();  // nothing listens there
+  code = testing::RunCommand({testing::ServerBinary().string(), "serve", "--insecure", "--listen", "127.0.0.1:0",
+                              "--database-url", g_postgres->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
+                              "http://127.0.0.1:" + std::to_string(port), "--s3-access-key", "S3RVER",
+                              "--s3-secret-key", "S3RVER", "--cache-dir", (dir.path() / "c").string()},
+                             &out);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("UNAVAILABLE"), std::string::npos) << out;
+}
+
+TEST(ServerStartup, HelpListsFlagsWithTheirEnvironmentVariables) {
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({testing::ServerBinary().string(), "--help"}, &out), 0) << out;
+  for (const char* expected : {"--database-url", "MODELFLEET_DATABASE_URL", "--blob-store", "MODELFLEET_S3_SECRET_KEY",
+                               "--tls-cert", "--insecure", "--log-format", "migrate", "create-token"}) {
+    EXPECT_NE(out.find(expected), std::string::npos) << expected << " missing from --help:\n" << out;
+  }
+}
+
+TEST(ServerStartup, JsonLogsAreOneValidObjectPerLine) {
+  std::string db = "e2e_json_" + std::to_string(::getpid());
+  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  ServerProcess::Options o;
+  o.database_url = g_postgres->conninfo(db);
+  o.extra_args = {"--log-format", "json"};
+  std::string error;
+  auto server = ServerProcess::Start(o, &error);
+  ASSERT_NE(server, nullptr) << error;
+  // A message with quotes and a backslash must still produce valid JSON.
+  std::string admin = testing::CreateTokenOffline(o.database_url, "bootstrap", "admin", &error);
+  auto stub = v1::AdminService::NewStub(server->Channel());
+  grpc::ClientContext ctx;
+  Authorize(ctx, admin);
+  v1::CreateTokenRequest req;
+  req.set_name("ci");
+  req.set_role(v1::ROLE_PUBLISHER);
+  v1::CreateTokenResponse resp;
+  ASSERT_TRUE(stub->CreateToken(&ctx, req, &resp).ok());
+  ASSERT_EQ(server->Stop(), 0);
+  std::string log = server->Log();
+  std::istringstream lines(log);
+  int parsed = 0;
+  bool saw_listening = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    google::protobuf::Struct object;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &object).ok()) << "not JSON: " << line;
+    ASSERT_TRUE(object.fields().count("msg")) << line;
+    EXPECT_TRUE(object.fields().count("level")) << line;
+    EXPECT_TRUE(object.fields().count("time")) << line;
+    saw_listening |= object.fields().at("msg").string_value().find("listening on") != std::string::npos;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3) << log;
+  EXPECT_TRUE(saw_listening) << log;
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "blob/blob_store.h"
@@ -312,6 +313,7 @@ TYPED_TEST(BlobStoreConformanceTest, ReadWholeRangedAndAtTheEdges) {
       {4, std::nullopt, "456789"},      // to the end
       {9, 1, "9"},                      // last byte
       {7, 100, "789"},                  // length past the end is clamped
+      {3, UINT64_MAX, "3456789"},       // offset + length overflows uint64: still clamped
       {0, 0, ""},                       // empty range
       {10, std::nullopt, ""},           // offset == size: OK, no bytes
       {10, 5, ""},                      // offset == size with a length: OK, no bytes
@@ -468,6 +470,49 @@ TYPED_TEST(BlobStoreConformanceTest, InvalidKeysAreRejectedAndNeverTouchTheStore
   // Nothing was created, and the object whose key the invalid ones resemble is intact.
   EXPECT_EQ(Keys(store, ""), KeyList{"a/b"});
   EXPECT_EQ(ReadAll(store, "a/b").value_or("<error>"), "kept");
+}
+
+// Keys are '/'-separated paths of valid segments, so "a" and "a/b" are both valid keys. A key
+// that only exists as the parent (or child) of another key does not exist: Stat and Read are
+// NOT_FOUND (the only "missing" error of the contract) and Delete is OK (idempotent).
+TYPED_TEST(BlobStoreConformanceTest, KeysAboveOrBelowAnExistingKeyAreMissing) {
+  // Regression (local store used nested paths): server/blob/local_blob_store.cc maps keys to paths (<root>/objects/<key>), so "a" is
+  // a directory once "a/b" exists and "c/d" goes through the regular file "c". Stat("a") and
+  // Read("a") return INTERNAL "Is a directory" instead of NOT_FOUND, and Delete("a") returns
+  // INTERNAL instead of OK; likewise ENOTDIR for "c/d" (ErrnoStatus maps only ENOENT to
+  // NOT_FOUND; Stat checks only no_such_file_or_directory).
+  BlobStore& store = this->store();
+  ASSERT_TRUE(Put(store, "a/b", "ab").ok());
+  ASSERT_TRUE(Put(store, "c", "c").ok());
+  for (const char* missing : {"a", "c/d"}) {
+    SCOPED_TRACE(missing);
+    auto stat = store.Stat(missing);
+    EXPECT_EQ(CodeOf(stat), StatusCode::kNotFound) << (stat ? "exists" : stat.error().ToString());
+    auto read = ReadAll(store, missing);
+    EXPECT_EQ(CodeOf(read), StatusCode::kNotFound) << Describe(read);
+    Status deleted = store.Delete(missing);
+    EXPECT_TRUE(deleted.ok()) << deleted.ToString();
+  }
+  EXPECT_EQ(Keys(store, ""), (KeyList{"a/b", "c"}));
+}
+
+TYPED_TEST(BlobStoreConformanceTest, AKeyAndKeysBelowItCoexist) {
+  // Regression (local store used nested paths): server/blob/local_blob_store.cc, LocalBlobWriter::Commit: rename() onto
+  // <root>/objects/m fails with EISDIR when "m/v1" exists, and onto <root>/objects/n/v1
+  // with ENOTDIR when "n" exists; both valid keys by blob_store.h, both fine on S3.
+  BlobStore& store = this->store();
+  Status s = Put(store, "m/v1", "m/v1");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  s = Put(store, "m", "m");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  s = Put(store, "n", "n");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  s = Put(store, "n/v1", "n/v1");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (const char* key : {"m", "m/v1", "n", "n/v1"}) {
+    EXPECT_EQ(ReadAll(store, key).value_or("<error>"), key);
+  }
+  EXPECT_EQ(Keys(store, ""), (KeyList{"m", "m/v1", "n", "n/v1"}));
 }
 
 // Large objects stream through bounded memory and come back bit-identical.

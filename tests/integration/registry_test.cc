@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <latch>
 #include <set>
 #include <string>
@@ -1328,6 +1329,48 @@ TEST_F(AliasTest, ConcurrentCompareAndSetHasOneWinner) {
   }
   EXPECT_EQ(ok, 1);
   EXPECT_EQ(HistoryRows(), 1);
+}
+
+// Installs a trigger in this test's database that sleeps before each write to `table`, to
+// widen a race window deterministically (the race exists without it, only narrower).
+void SlowDownWrites(db::Pool& pool, const std::string& table, double seconds) {
+  Status s = pool.Write([&](db::Tx& tx) -> Status {
+    return StatusOf(tx.ExecScript(
+        "CREATE FUNCTION test_slow_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(" +
+        std::to_string(seconds) + "); RETURN NEW; END $$; "
+        "CREATE TRIGGER test_slow_write BEFORE INSERT OR UPDATE ON " + table +
+        " FOR EACH ROW EXECUTE FUNCTION test_slow_write()"));
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
+// Regression: server/registry/registry.cc, Registry::ArchiveVersion used to check
+// row.version.aliases_size() (line 575) without taking any lock that SetAlias takes: SetAlias
+// locks the models row FOR UPDATE (line 636) and checks target.state (line 641) without
+// locking the version row; the aliases FK only takes FOR KEY SHARE on the version, which does
+// not conflict with ArchiveVersion's non-key UPDATE. A SetAlias that has passed its READY check
+// and an ArchiveVersion that runs before the alias row commits both succeed, leaving the alias
+// on an ARCHIVED version (ResolveAlias then returns an ARCHIVED version, Download by alias
+// fails FAILED_PRECONDITION, PurgeVersion hits the aliases FK). Fix: ArchiveVersion should
+// LoadModelIdentity(tx, model, /*for_update=*/true) before LoadVersion, like SetAlias, so the
+// two serialise per model. (Fixed: ArchiveVersion now locks the model row.)
+TEST_F(AliasTest, ArchiveRacingWithSetAliasNeverLeavesAliasOnArchivedVersion) {
+  // Invariant (registry.h: SetAlias targets READY versions only; ArchiveVersion refuses while an
+  // alias points at the version): an alias never points at an ARCHIVED version. So of a
+  // concurrent SetAlias(production -> 1.0.0) and ArchiveVersion(1.0.0) at most one may win.
+  SlowDownWrites(*pool_, "aliases", 0.5);
+  if (HasFatalFailure()) return;
+  Expected<v1::Alias> set = Fail(Internal("not run"));
+  std::thread setter([&] { set = SetAlias("det", "production", "1.0.0", "race"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // SetAlias has checked the state
+  auto archived = ArchiveVersion("det", "1.0.0");
+  setter.join();
+  EXPECT_FALSE(set && archived) << "both SetAlias and ArchiveVersion succeeded";
+  auto resolved = Resolve("det", "production");
+  if (resolved) {
+    EXPECT_EQ(resolved->state(), v1::VERSION_STATE_READY)
+        << "alias 'production' points at an ARCHIVED version";
+  }
 }
 
 // =========================================================================== filter values

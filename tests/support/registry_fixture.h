@@ -2,8 +2,8 @@
 // bytes, chunk readers, download collectors, and a fixture with one PostgreSQL cluster per test
 // binary, a fresh database per test, a real LocalBlobStore and a real ArtifactCache.
 //
-// Header-only. Include it from exactly one translation unit per test binary (it registers a
-// global test environment when RegisterPostgresEnvironment() is called).
+// Header-only. A binary that uses RegistryFixture registers PostgresEnvironment with
+// ::testing::AddGlobalTestEnvironment; the plain helpers need no database.
 #pragma once
 
 #include <gtest/gtest.h>
