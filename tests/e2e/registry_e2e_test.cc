@@ -23,6 +23,7 @@
 #include "modelfleet/v1/registry.grpc.pb.h"
 #include "s3rver.h"
 #include "server_process.h"
+#include "test_data.h"
 #include "temp_postgres.h"
 
 namespace modelfleet {
@@ -56,38 +57,6 @@ class Peers : public ::testing::Environment {
 };
 
 const auto* const kPeers = ::testing::AddGlobalTestEnvironment(new Peers);
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(out.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return out;
-}
-
-v1::Manifest ManifestFor(const std::string& model, const std::string& version, const std::string& bytes) {
-  v1::Manifest m;
-  m.set_model(model);
-  m.set_version(version);
-  m.set_format("torchscript-int8");
-  m.set_quantization("ptq-static-qnnpack");
-  m.set_digest(Sha256Hex(bytes));
-  m.set_size_bytes(bytes.size());
-  m.mutable_input_spec()->add_shape(1);
-  m.mutable_input_spec()->add_shape(1);
-  m.mutable_input_spec()->add_shape(16);
-  m.mutable_input_spec()->add_shape(16);
-  m.mutable_input_spec()->set_dtype("float32");
-  m.mutable_input_spec()->set_layout("NCHW");
-  for (const char* label : {"empty", "sitting", "lying_full", "lying_partial"}) m.add_class_labels(label);
-  (*m.mutable_metrics())["accuracy"] = 0.93;
-  (*m.mutable_labels())["hw"] = "rev3";
-  m.mutable_lineage()->set_git_commit("0123456789abcdef");
-  m.mutable_lineage()->set_ci_run_id("42");
-  return m;
-}
 
 // One registry server for one test, on its own database (and its own bucket on s3rver).
 class RegistryE2E : public ::testing::Test {
@@ -201,9 +170,9 @@ TEST_F(RegistryE2E, Push50MegabytesOverS3AndDownloadWholeAndResumed) {
   const std::string publisher = TokenFor(v1::ROLE_PUBLISHER, "ci");
   const std::string device = TokenFor(v1::ROLE_DEVICE, "mat-1");
   ASSERT_TRUE(CreateModel("mat-person", publisher).ok());
-  const std::string bytes = RandomBytes(50 << 20, 7);
+  const std::string bytes = testing::PatternBytes(50 << 20, 7);
   v1::ModelVersion version;
-  grpc::Status pushed = Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, publisher, &version);
+  grpc::Status pushed = Push(testing::ManifestFor("mat-person", "1.0.0", bytes), bytes, publisher, &version);
   ASSERT_TRUE(pushed.ok()) << pushed.error_message() << "\n" << server_->Log();
   EXPECT_EQ(version.state(), v1::VERSION_STATE_READY);
   EXPECT_EQ(version.manifest().digest(), Sha256Hex(bytes));
@@ -232,31 +201,31 @@ TEST_F(RegistryE2E, Push50MegabytesOverS3AndDownloadWholeAndResumed) {
 TEST_F(RegistryE2E, PushIsIdempotentAndVersionsAreImmutable) {
   StartServer("s3");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  const std::string bytes = RandomBytes(300000, 1);
+  const std::string bytes = testing::PatternBytes(300000, 1);
   v1::ModelVersion first, again;
-  ASSERT_TRUE(Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_, &first).ok());
-  grpc::Status s = Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_, &again);
+  ASSERT_TRUE(Push(testing::ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_, &first).ok());
+  grpc::Status s = Push(testing::ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_, &again);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(again.manifest().digest(), first.manifest().digest());
   EXPECT_EQ(again.create_time().seconds(), first.create_time().seconds());
   EXPECT_EQ(again.create_time().nanos(), first.create_time().nanos());
 
-  const std::string other = RandomBytes(300000, 2);
-  s = Push(ManifestFor("mat-person", "1.0.0", other), other, admin_);
+  const std::string other = testing::PatternBytes(300000, 2);
+  s = Push(testing::ManifestFor("mat-person", "1.0.0", other), other, admin_);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
 }
 
 TEST_F(RegistryE2E, BytesNotMatchingTheManifestLeaveNothingBehind) {
   StartServer("local");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  const std::string bytes = RandomBytes(2 << 20, 3);
-  v1::Manifest manifest = ManifestFor("mat-person", "1.0.0", bytes);
+  const std::string bytes = testing::PatternBytes(2 << 20, 3);
+  v1::Manifest manifest = testing::ManifestFor("mat-person", "1.0.0", bytes);
   manifest.set_digest(Sha256Hex("something else"));
   grpc::Status s = Push(manifest, bytes, admin_);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("manifest.digest"), std::string::npos) << s.error_message();
 
-  v1::Manifest short_manifest = ManifestFor("mat-person", "1.0.1", bytes);
+  v1::Manifest short_manifest = testing::ManifestFor("mat-person", "1.0.1", bytes);
   s = Push(short_manifest, bytes.substr(0, bytes.size() - 1), admin_);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("size_bytes"), std::string::npos) << s.error_message();
@@ -279,8 +248,8 @@ TEST_F(RegistryE2E, BytesNotMatchingTheManifestLeaveNothingBehind) {
 TEST_F(RegistryE2E, CorruptStoredBlobGivesDataLossAndNoBytes) {
   StartServer("local");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  const std::string bytes = RandomBytes(1 << 20, 4);
-  ASSERT_TRUE(Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_).ok());
+  const std::string bytes = testing::PatternBytes(1 << 20, 4);
+  ASSERT_TRUE(Push(testing::ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_).ok());
   auto path = blob::LocalBlobStore::ObjectPathFor(server_->blob_dir(), "sha256/" + Sha256Hex(bytes));
   ASSERT_TRUE(std::filesystem::exists(path));
   {
@@ -312,8 +281,8 @@ TEST_F(RegistryE2E, RecoversAfterPostgresRestart) {
     ASSERT_TRUE(s.ok()) << "call " << i << ": " << s.error_message();
     EXPECT_EQ(model.name(), "mat-person");
   }
-  const std::string bytes = RandomBytes(100000, 5);
-  EXPECT_TRUE(Push(ManifestFor("mat-person", "2.0.0", bytes), bytes, admin_).ok());
+  const std::string bytes = testing::PatternBytes(100000, 5);
+  EXPECT_TRUE(Push(testing::ManifestFor("mat-person", "2.0.0", bytes), bytes, admin_).ok());
 }
 
 TEST_F(RegistryE2E, AliasesResolveAndKeepHistory) {
@@ -322,8 +291,8 @@ TEST_F(RegistryE2E, AliasesResolveAndKeepHistory) {
   const std::string device = TokenFor(v1::ROLE_DEVICE, "mat-1");
   ASSERT_TRUE(CreateModel("mat-person", publisher).ok());
   for (const char* v : {"1.0.0", "1.1.0"}) {
-    std::string bytes = RandomBytes(1000, v[2]);
-    ASSERT_TRUE(Push(ManifestFor("mat-person", v, bytes), bytes, publisher).ok());
+    std::string bytes = testing::PatternBytes(1000, v[2]);
+    ASSERT_TRUE(Push(testing::ManifestFor("mat-person", v, bytes), bytes, publisher).ok());
   }
   auto set_alias = [&](const std::string& version, const std::string& reason) {
     grpc::ClientContext ctx;
@@ -375,8 +344,8 @@ TEST_F(RegistryE2E, AliasesResolveAndKeepHistory) {
 TEST_F(RegistryE2E, InvalidInputIsInvalidArgumentNamingTheField) {
   StartServer("local");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  const std::string bytes = RandomBytes(1000, 6);
-  v1::Manifest bad_version = ManifestFor("mat-person", "1.0", bytes);
+  const std::string bytes = testing::PatternBytes(1000, 6);
+  v1::Manifest bad_version = testing::ManifestFor("mat-person", "1.0", bytes);
   grpc::Status s = Push(bad_version, bytes, admin_);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("manifest.version"), std::string::npos) << s.error_message();
@@ -427,8 +396,8 @@ TEST_F(RegistryE2E, InvalidInputIsInvalidArgumentNamingTheField) {
     EXPECT_EQ(FieldOf(ctx), "manifest");
   }
   // An oversized chunk.
-  std::string big = RandomBytes((1 << 20) + 1, 8);
-  s = Push(ManifestFor("mat-person", "1.0.0", big), big, admin_, nullptr, big.size());
+  std::string big = testing::PatternBytes((1 << 20) + 1, 8);
+  s = Push(testing::ManifestFor("mat-person", "1.0.0", big), big, admin_, nullptr, big.size());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
 }
 
@@ -445,11 +414,11 @@ TEST_F(RegistryE2E, SignedPushesWhenSignaturesAreRequired) {
     v1::PublisherKey added;
     ASSERT_TRUE(admin_stub_->AddPublisherKey(&ctx, req, &added).ok());
   }
-  const std::string bytes = RandomBytes(5000, 9);
-  grpc::Status s = Push(ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_);
+  const std::string bytes = testing::PatternBytes(5000, 9);
+  grpc::Status s = Push(testing::ManifestFor("mat-person", "1.0.0", bytes), bytes, admin_);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
 
-  v1::Manifest signed_manifest = ManifestFor("mat-person", "1.0.0", bytes);
+  v1::Manifest signed_manifest = testing::ManifestFor("mat-person", "1.0.0", bytes);
   ASSERT_TRUE(SignManifest(signed_manifest, "release-2026", key.private_key).ok());
   v1::Manifest tampered = signed_manifest;
   (*tampered.mutable_metrics())["accuracy"] = 0.99;
@@ -528,7 +497,7 @@ TEST_F(RegistryE2E, EveryRoleBoundary) {
       {"ListAliasHistory",
        unary(&R::ListAliasHistory, v1::ListAliasHistoryRequest(), v1::ListAliasHistoryResponse()), kReaders},
       {"PushVersion",
-       [&](const std::string& token) { return Push(ManifestFor("nope", "1.0.0", bytes), bytes, token); }, kWriters},
+       [&](const std::string& token) { return Push(testing::ManifestFor("nope", "1.0.0", bytes), bytes, token); }, kWriters},
       {"Download",
        [&](const std::string& token) {
          grpc::ClientContext ctx;
@@ -597,13 +566,13 @@ TEST_F(RegistryE2E, TokensAreStoredOnlyAsHashes) {
 TEST_F(RegistryE2E, SigtermLetsAnInFlightPushFinish) {
   StartServer("local");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  const std::string bytes = RandomBytes(8 << 20, 10);
+  const std::string bytes = testing::PatternBytes(8 << 20, 10);
   grpc::ClientContext ctx;
   Authorize(ctx, admin_);
   v1::ModelVersion version;
   auto writer = registry_->PushVersion(&ctx, &version);
   v1::PushVersionRequest msg;
-  *msg.mutable_manifest() = ManifestFor("mat-person", "1.0.0", bytes);
+  *msg.mutable_manifest() = testing::ManifestFor("mat-person", "1.0.0", bytes);
   ASSERT_TRUE(writer->Write(msg));
   const size_t half = bytes.size() / 2;
   for (size_t off = 0; off < half; off += 1 << 20) {

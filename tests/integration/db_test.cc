@@ -1,6 +1,8 @@
 // Integration tests of the PostgreSQL layer (server/db) against a throwaway cluster.
 #include <gtest/gtest.h>
 
+#include "postgres_environment.h"
+
 #include <atomic>
 #include <bit>
 #include <chrono>
@@ -31,6 +33,8 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:libpq.so.5\n
 namespace modelfleet::db {
 namespace {
 
+using ::modelfleet::testing::Cluster;
+using ::modelfleet::testing::PostgresEnvironment;
 using ::modelfleet::testing::TempPostgres;
 using std::chrono::milliseconds;
 
@@ -46,37 +50,17 @@ using std::chrono::milliseconds;
     EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_.ToString(); \
   } while (0)
 
-// One cluster for the whole binary; each test gets its own fresh database.
-TempPostgres* g_cluster = nullptr;
-
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string error;
-    cluster_ = TempPostgres::Start(&error);
-    ASSERT_NE(cluster_, nullptr) << error;
-    g_cluster = cluster_.get();
-  }
-  void TearDown() override {
-    g_cluster = nullptr;
-    cluster_.reset();
-  }
-
- private:
-  std::unique_ptr<TempPostgres> cluster_;
-};
-
 [[maybe_unused]] ::testing::Environment* const g_environment =
     ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
 
 class DbTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_NE(g_cluster, nullptr) << "the PostgreSQL cluster did not start";
+    ASSERT_NE(Cluster(), nullptr) << "the PostgreSQL cluster did not start";
     static int database_counter = 0;
     std::string name = "test_" + std::to_string(++database_counter);
-    ASSERT_TRUE(g_cluster->CreateDatabase(name)) << g_cluster->last_error();
-    conninfo_ = g_cluster->conninfo(name);
+    ASSERT_TRUE(Cluster()->CreateDatabase(name)) << Cluster()->last_error();
+    conninfo_ = Cluster()->conninfo(name);
   }
 
   std::unique_ptr<Pool> OpenPool(int size = 4, milliseconds acquire_timeout = milliseconds(5000)) {
@@ -521,7 +505,7 @@ TEST_F(DbTest, PoolSurvivesPostgresRestart) {
   RunOnAllConnectionsAtOnce(*pool, kSize);
   ASSERT_EQ(pool->open_connections(), kSize);
 
-  ASSERT_TRUE(g_cluster->Restart()) << g_cluster->last_error();
+  ASSERT_TRUE(Cluster()->Restart()) << Cluster()->last_error();
 
   // Sequential calls rotate through the pool, so each broken connection is met once: every
   // call must succeed on its first try.
@@ -538,13 +522,13 @@ TEST_F(DbTest, CallFailsWithUnavailableWhileDatabaseIsDownAndRecoversAfter) {
   auto pool = OpenPool(/*size=*/2);
   ASSERT_NE(pool, nullptr);
   ASSERT_OK(Exec(*pool, "SELECT 1"));
-  ASSERT_TRUE(g_cluster->Stop()) << g_cluster->last_error();
+  ASSERT_TRUE(Cluster()->Stop()) << Cluster()->last_error();
   bool ran = false;
   Status down = pool->Write([&](Tx&) {
     ran = true;
     return Status::Ok();
   });
-  ASSERT_TRUE(g_cluster->StartAgain()) << g_cluster->last_error();
+  ASSERT_TRUE(Cluster()->StartAgain()) << Cluster()->last_error();
   EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
   EXPECT_FALSE(ran);
   EXPECT_OK(Exec(*pool, "SELECT 1"));

@@ -35,7 +35,9 @@
 #include "process.h"
 #include "registry/artifact_cache.h"
 #include "registry/registry.h"
+#include "postgres_environment.h"
 #include "temp_postgres.h"
+#include "test_data.h"
 
 #define MF_ASSERT_OK(expr)                                                \
   do {                                                                    \
@@ -70,41 +72,6 @@ Status AsStatus(const Expected<T>& e) {
 }
 
 inline std::string CodeName(StatusCode code) { return std::string(StatusCodeName(code)); }
-
-// Deterministic pseudo-random bytes (so a failure is reproducible).
-inline std::string PatternBytes(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  uint32_t x = seed * 2654435761u + 12345u;
-  for (size_t i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    out[i] = static_cast<char>(x & 0xff);
-  }
-  return out;
-}
-
-// A valid manifest for `bytes`: digest and size computed, a plausible format and input spec.
-inline v1::Manifest ManifestFor(const std::string& model, const std::string& version,
-                                const std::string& bytes) {
-  v1::Manifest m;
-  m.set_model(model);
-  m.set_version(version);
-  m.set_format("torchscript-int8");
-  m.set_quantization("ptq-static-qnnpack");
-  m.set_digest(Sha256Hex(bytes));
-  m.set_size_bytes(bytes.size());
-  auto* spec = m.mutable_input_spec();
-  for (int64_t d : {1, 1, 16, 16}) spec->add_shape(d);
-  spec->set_dtype("float32");
-  spec->set_layout("NCHW");
-  m.add_class_labels("empty");
-  m.add_class_labels("sitting");
-  (*m.mutable_metrics())["accuracy"] = 0.9;
-  m.mutable_lineage()->set_git_commit("0123456789abcdef");
-  m.set_version_counter(1);
-  return m;
-}
 
 // Splits `bytes` into chunks of at most `chunk_size`.
 inline std::vector<std::string> Chunks(const std::string& bytes, size_t chunk_size) {
@@ -254,29 +221,6 @@ class FaultInjectingBlobStore final : public blob::BlobStore {
 };
 
 // ------------------------------------------------------------------------- PostgreSQL cluster
-
-// One cluster per test binary.
-inline TempPostgres*& Cluster() {
-  static TempPostgres* cluster = nullptr;
-  return cluster;
-}
-
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string error;
-    cluster_ = TempPostgres::Start(&error);
-    ASSERT_NE(cluster_, nullptr) << error;
-    Cluster() = cluster_.get();
-  }
-  void TearDown() override {
-    Cluster() = nullptr;
-    cluster_.reset();
-  }
-
- private:
-  std::unique_ptr<TempPostgres> cluster_;
-};
 
 // Per test: a fresh database with the schema, a blob store and a cache in a temp directory,
 // and a Registry over them.
