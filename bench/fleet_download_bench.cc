@@ -1,13 +1,17 @@
 // Fleet download benchmark: N devices download the same version at once, over real gRPC,
 // from a real modelfleet-server on a real PostgreSQL, with the S3 peer (s3rver) as the store.
 //
-// It runs the fleet twice against the same pushed artifact:
+// Devices arrive in waves (a fleet never arrives at one instant): each wave downloads
+// concurrently, the next starts when it is done. It runs the fleet twice:
 //   baseline: the server started with --cache-bytes 0, so every download reads and verifies
 //             the object from the store again (what a proxy without a cache costs);
 //   cached:   the default verified-artifact cache, so the fleet costs one store read.
 // and prints wall time, aggregate throughput, per-download latency and the ratio.
 //
-//   fleet_download_bench [--devices N] [--megabytes M]     (defaults: 32 devices, 16 MB)
+// Within one wave both servers fetch from the store once (concurrent requests for one digest
+// share a single fetch); across waves only the cached server avoids going back to the store.
+//
+//   fleet_download_bench [--devices N] [--waves W] [--megabytes M]   (defaults: 32, 8, 16)
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -32,31 +36,34 @@ struct RunResult {
   int failures = 0;
 };
 
-RunResult DownloadFleet(testing::ServerProcess& server, const std::string& token, int devices,
+RunResult DownloadFleet(testing::ServerProcess& server, const std::string& token, int devices, int waves,
                         const std::string& digest) {
   RunResult result;
   result.latencies_ms.resize(devices);
-  std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   auto start = Clock::now();
-  for (int d = 0; d < devices; ++d) {
-    threads.emplace_back([&, d] {
-      auto stub = v1::RegistryService::NewStub(server.Channel());
-      auto t0 = Clock::now();
-      grpc::ClientContext ctx;
-      testing::Authorize(ctx, token);
-      v1::DownloadRequest req;
-      req.mutable_ref()->set_model("mat-person");
-      req.mutable_ref()->set_alias("production");
-      auto reader = stub->Download(&ctx, req);
-      Sha256 hash;
-      v1::DownloadChunk chunk;
-      while (reader->Read(&chunk)) hash.Update(chunk.data());
-      if (!reader->Finish().ok() || hash.FinishHex() != digest) ++failures;
-      result.latencies_ms[d] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    });
+  const int per_wave = std::max(1, devices / std::max(1, waves));
+  for (int first = 0; first < devices; first += per_wave) {
+    std::vector<std::thread> threads;
+    for (int d = first; d < std::min(devices, first + per_wave); ++d) {
+      threads.emplace_back([&, d] {
+        auto stub = v1::RegistryService::NewStub(server.Channel());
+        auto t0 = Clock::now();
+        grpc::ClientContext ctx;
+        testing::Authorize(ctx, token);
+        v1::DownloadRequest req;
+        req.mutable_ref()->set_model("mat-person");
+        req.mutable_ref()->set_alias("production");
+        auto reader = stub->Download(&ctx, req);
+        Sha256 hash;
+        v1::DownloadChunk chunk;
+        while (reader->Read(&chunk)) hash.Update(chunk.data());
+        if (!reader->Finish().ok() || hash.FinishHex() != digest) ++failures;
+        result.latencies_ms[d] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      });
+    }
+    for (auto& t : threads) t.join();
   }
-  for (auto& t : threads) t.join();
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.failures = failures;
   std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
@@ -65,8 +72,10 @@ RunResult DownloadFleet(testing::ServerProcess& server, const std::string& token
 
 void Print(const char* name, const RunResult& r, int devices, double megabytes) {
   auto pct = [&](double p) { return r.latencies_ms[static_cast<size_t>(p * (r.latencies_ms.size() - 1))]; };
-  std::printf("%-9s %3d downloads of %.0f MB: %7.2f s, %8.1f MB/s aggregate, latency p50 %7.1f ms p99 %7.1f ms, failures %d\n",
-              name, devices, megabytes, r.seconds, devices * megabytes / r.seconds, pct(0.5), pct(0.99), r.failures);
+  std::printf(
+      "%-9s %3d downloads of %.0f MB: %7.2f s, %8.1f MB/s aggregate, latency p50 %7.1f ms p99 %7.1f ms, "
+      "failures %d\n",
+      name, devices, megabytes, r.seconds, devices * megabytes / r.seconds, pct(0.5), pct(0.99), r.failures);
 }
 
 }  // namespace
@@ -74,9 +83,11 @@ void Print(const char* name, const RunResult& r, int devices, double megabytes) 
 int main(int argc, char** argv) {
   int devices = 32;
   int megabytes = 16;
+  int waves = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--devices") == 0) devices = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--megabytes") == 0) megabytes = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--waves") == 0) waves = std::atoi(argv[i + 1]);
   }
   std::string error;
   auto postgres = testing::TempPostgres::Start(&error);
@@ -155,8 +166,7 @@ int main(int argc, char** argv) {
       v1::Alias a;
       stub->SetAlias(&ctx, req, &a);
     }
-    DownloadFleet(*server, admin, 1, digest);  // warm-up: connection set-up, first fetch
-    results[run] = DownloadFleet(*server, admin, devices, digest);
+    results[run] = DownloadFleet(*server, admin, devices, waves, digest);
     Print(names[run], results[run], devices, megabytes);
   }
   std::printf("ratio: cached fleet download is %.2fx the baseline's throughput\n",
