@@ -56,6 +56,20 @@ void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c) {
   app.add_flag("--insecure", c.insecure, "serve plaintext gRPC (no TLS)")->envname("MODELFLEET_INSECURE");
   app.add_flag("--require-signatures", c.require_signatures, "reject pushes of unsigned manifests")
       ->envname("MODELFLEET_REQUIRE_SIGNATURES");
+  app.add_option("--check-in-interval-seconds", c.check_in_interval_seconds,
+                 "how often devices are told to check in (spread +-25%)")
+      ->envname("MODELFLEET_CHECK_IN_INTERVAL_SECONDS")
+      ->capture_default_str();
+  app.add_option("--deployment-timeout-seconds", c.deployment_timeout_seconds,
+                 "default time a deployment may go without progress before it is timed out")
+      ->envname("MODELFLEET_DEPLOYMENT_TIMEOUT_SECONDS")
+      ->capture_default_str();
+  app.add_option("--controller-interval-ms", c.controller_interval_ms, "rollout controller tick")
+      ->envname("MODELFLEET_CONTROLLER_INTERVAL_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 600000));
+  app.add_flag("--allow-publisher-rollouts", c.allow_publisher_rollouts, "let publisher tokens (CI) create rollouts")
+      ->envname("MODELFLEET_ALLOW_PUBLISHER_ROLLOUTS");
   app.add_option("--shutdown-grace-seconds", c.shutdown_grace_seconds, "time in-flight calls get at SIGTERM")
       ->envname("MODELFLEET_SHUTDOWN_GRACE_SECONDS")
       ->capture_default_str();

@@ -31,6 +31,11 @@ struct ServerConfig {
   bool insecure = false;                        // plaintext, only when asked for
 
   bool require_signatures = false;
+
+  uint32_t check_in_interval_seconds = 60;      // what devices are told, spread +-25%
+  uint32_t deployment_timeout_seconds = 3600;   // default for rollouts that set none
+  int controller_interval_ms = 1000;            // rollout controller tick
+  bool allow_publisher_rollouts = false;        // let CI (publisher tokens) create rollouts
   int shutdown_grace_seconds = 30;
   std::string log_format = "text";              // "text" or "json"
   std::string log_level = "info";

@@ -20,7 +20,12 @@
 #include "blob/s3/s3_blob_store.h"
 #include "db/migrations.h"
 #include "db/pool.h"
+#include "fleet/check_in.h"
+#include "fleet/device_registry.h"
+#include "fleet/rollout_controller.h"
+#include "fleet/rollout_manager.h"
 #include "grpc/admin_service.h"
+#include "grpc/fleet_services.h"
 #include "grpc/registry_service.h"
 #include "registry/artifact_cache.h"
 #include "registry/registry.h"
@@ -177,6 +182,16 @@ int RunServer(const ServerConfig& config) {
   grpc_edge::RegistryServiceImpl registry_service(registry, tokens);
   grpc_edge::AdminServiceImpl admin_service(registry, tokens);
 
+  fleet::DeviceRegistry devices(**pool, tokens);
+  fleet::RolloutManager rollouts(**pool, {.default_deployment_timeout_seconds = config.deployment_timeout_seconds});
+  fleet::CheckInOptions check_in_options;
+  check_in_options.check_in_interval_seconds = config.check_in_interval_seconds;
+  auto check_in = std::make_unique<fleet::CheckInService>(**pool, check_in_options);
+  grpc_edge::DeviceServiceImpl device_service(devices, *check_in, tokens);
+  grpc_edge::FleetServiceImpl fleet_service(devices, rollouts, *check_in, tokens,
+                                            {.allow_publisher_rollouts = config.allow_publisher_rollouts});
+  fleet::RolloutController controller(**pool, rollouts, std::chrono::milliseconds(config.controller_interval_ms));
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -184,10 +199,13 @@ int RunServer(const ServerConfig& config) {
   builder.AddListeningPort(config.listen, *credentials, &selected_port);
   builder.RegisterService(&registry_service);
   builder.RegisterService(&admin_service);
+  builder.RegisterService(&device_service);
+  builder.RegisterService(&fleet_service);
   builder.SetMaxReceiveMessageSize(4 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || selected_port == 0) return fail(Unavailable("cannot listen on " + config.listen));
   server->GetHealthCheckService()->SetServingStatus(true);
+  controller.Start();
   spdlog::info("modelfleet-server listening on {} (port {}, {})", config.listen, selected_port,
                config.tls_cert.empty() ? "plaintext" : "TLS");
 
@@ -202,6 +220,8 @@ int RunServer(const ServerConfig& config) {
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds));
   server->Wait();
+  controller.Stop();
+  check_in.reset();  // flushes what was written behind
   spdlog::info("stopped");
   return 0;
 }

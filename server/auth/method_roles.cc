@@ -38,6 +38,29 @@ const std::map<std::string, std::vector<v1::Role>, std::less<>>& Table() {
       {"/modelfleet.v1.AdminService/AddPublisherKey", {kAdmin}},
       {"/modelfleet.v1.AdminService/ListPublisherKeys", {kAdmin, kPublisher, kViewer}},
       {"/modelfleet.v1.AdminService/RevokePublisherKey", {kAdmin}},
+      // DeviceService (Enroll needs no bearer token: it presents an enrollment token)
+      {"/modelfleet.v1.DeviceService/CheckIn", {kDevice}},
+      {"/modelfleet.v1.DeviceService/ReportDeployment", {kDevice}},
+      // FleetService
+      {"/modelfleet.v1.FleetService/CreateEnrollmentToken", {kAdmin}},
+      {"/modelfleet.v1.FleetService/ListEnrollmentTokens", {kAdmin}},
+      {"/modelfleet.v1.FleetService/RevokeEnrollmentToken", {kAdmin}},
+      {"/modelfleet.v1.FleetService/PreauthorizeDevice", {kAdmin}},
+      {"/modelfleet.v1.FleetService/SetDeviceAdmission", {kAdmin}},
+      {"/modelfleet.v1.FleetService/GetDevice", {kAdmin, kViewer}},
+      {"/modelfleet.v1.FleetService/ListDevices", {kAdmin, kViewer}},
+      {"/modelfleet.v1.FleetService/ListDeviceHistory", {kAdmin, kViewer}},
+      // Publishers pass this table; the handler admits them only with --allow-publisher-rollouts.
+      {"/modelfleet.v1.FleetService/CreateRollout", {kAdmin, kPublisher}},
+      {"/modelfleet.v1.FleetService/GetRollout", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.FleetService/ListRollouts", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.FleetService/WatchRollout", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.FleetService/PauseRollout", {kAdmin}},
+      {"/modelfleet.v1.FleetService/ResumeRollout", {kAdmin}},
+      {"/modelfleet.v1.FleetService/ApproveStage", {kAdmin}},
+      {"/modelfleet.v1.FleetService/AbortRollout", {kAdmin}},
+      {"/modelfleet.v1.FleetService/RollbackRollout", {kAdmin}},
+      {"/modelfleet.v1.FleetService/RetryFailed", {kAdmin}},
   };
   return *table;
 }

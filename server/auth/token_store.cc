@@ -36,6 +36,16 @@ std::string TokenStore::HashSecret(const std::string& secret) { return Sha256Hex
 
 Expected<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateTokenRequest& request,
                                                      const std::string& created_by) {
+  v1::CreateTokenResponse response;
+  MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(response, CreateWithin(tx, request, created_by));
+    return Status::Ok();
+  }));
+  return response;
+}
+
+Expected<v1::CreateTokenResponse> TokenStore::CreateWithin(db::Tx& tx, const v1::CreateTokenRequest& request,
+                                                           const std::string& created_by) {
   MF_RETURN_IF_ERROR(ValidateIdentifier(request.name(), "name"));
   std::string role = RoleName(request.role());
   if (!ParseRole(role)) return Fail(InvalidArgument("role", "must be admin, publisher, device or viewer"));
@@ -43,19 +53,24 @@ Expected<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateTokenReques
     return Fail(InvalidArgument("ttl_seconds", "must be between 0 (never expires) and 10 years"));
   }
   std::string secret = std::string(kSecretPrefix) + HexEncode(RandomBytes(32));
+  std::string sql = "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) "
+                    "VALUES ($1, $2, $3, $4, CASE WHEN $5::bigint > 0 THEN now() + make_interval(secs => $5::bigint) END) "
+                    "RETURNING " + std::string(kTokenColumns);
+  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(sql, {request.name(), role, HashSecret(secret), created_by,
+                                               static_cast<int64_t>(request.ttl_seconds())}));
   v1::CreateTokenResponse response;
-  Status s = pool_.Write([&](db::Tx& tx) -> Status {
-    std::string sql = "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) "
-                      "VALUES ($1, $2, $3, $4, CASE WHEN $5::bigint > 0 THEN now() + make_interval(secs => $5::bigint) END) "
-                      "RETURNING " + std::string(kTokenColumns);
-    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(sql, {request.name(), role, HashSecret(secret), created_by,
-                                                 static_cast<int64_t>(request.ttl_seconds())}));
-    *response.mutable_token() = TokenFromRow(rows[0]);
-    return Status::Ok();
-  });
-  MF_RETURN_IF_ERROR(s);
+  *response.mutable_token() = TokenFromRow(rows[0]);
   response.set_secret(secret);
   return response;
+}
+
+Status TokenStore::RevokeWithin(db::Tx& tx, int64_t id) {
+  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+      "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING token_hash", {id}));
+  if (rows.empty()) return NotFound("token " + std::to_string(id) + " does not exist");
+  std::lock_guard lock(mu_);
+  cache_.erase(rows[0].Str(0));
+  return Status::Ok();
 }
 
 Expected<Principal> TokenStore::Authenticate(const std::string& secret) {

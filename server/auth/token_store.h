@@ -31,6 +31,13 @@ class TokenStore {
   // Errors: INVALID_ARGUMENT (name, role, ttl_seconds), UNAVAILABLE.
   Expected<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request,
                                            const std::string& created_by);
+  // Same as Create, inside the caller's transaction (for device enrollment, which creates the
+  // device row and its credential atomically). The cache is not touched.
+  Expected<v1::CreateTokenResponse> CreateWithin(db::Tx& tx, const v1::CreateTokenRequest& request,
+                                                 const std::string& created_by);
+  // Revokes inside the caller's transaction and drops the token from this replica's cache.
+  Status RevokeWithin(db::Tx& tx, int64_t id);
+
   // UNAUTHENTICATED if the secret is malformed, unknown, revoked or expired; UNAVAILABLE.
   Expected<Principal> Authenticate(const std::string& secret);
   // NOT_FOUND, UNAVAILABLE. Revoking twice is OK.

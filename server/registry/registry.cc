@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "modelfleet/crypto.h"
+#include "modelfleet/json.h"
 #include "modelfleet/manifest.h"
 #include "modelfleet/validation.h"
 #include "registry/version_filter.h"
@@ -99,45 +100,6 @@ constexpr std::string_view kVersionColumns =
         "v.created_at") ", " MF_EPOCH_MICROS("v.archived_at") ", v.digest, v.size_bytes, v.blob_key, "
     "coalesce((SELECT string_agg(a.alias, ',' ORDER BY a.alias) FROM aliases a "
     "WHERE a.version_id = v.id), '')";
-
-std::string MetricsJson(const v1::Manifest& m) {
-  // Keys are identifiers ([A-Za-z0-9._-]) and values finite (ValidateManifest), so no escaping
-  // is needed; to_chars gives exact round-trip numbers.
-  std::string out = "{";
-  for (const auto& [k, v] : m.metrics()) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
-    if (out.size() > 1) out += ",";
-    out += "\"" + k + "\":" + std::string(buf, r.ptr);
-  }
-  return out + "}";
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-std::string LabelsJson(const v1::Manifest& m) {
-  std::string out = "{";
-  for (const auto& [k, v] : m.labels()) {
-    if (out.size() > 1) out += ",";
-    out += JsonString(k) + ":" + JsonString(v);
-  }
-  return out + "}";
-}
 
 Status ValidateVersionRef(const v1::VersionRef& ref, const std::string& field) {
   MF_RETURN_IF_ERROR(ValidateModelName(ref.model(), field + ".model"));
@@ -436,7 +398,7 @@ Expected<v1::ModelVersion> Registry::PushVersion(const v1::Manifest& manifest,
         "VALUES ($1, $2, 'READY', $3, $4, $5, $6::jsonb, $7::jsonb, $8::bytea, $9, $10, $11) "
         "ON CONFLICT (model_id, version) DO NOTHING RETURNING id",
         {model.id, manifest.version(), manifest.digest(), static_cast<int64_t>(manifest.size_bytes()),
-         manifest.format(), MetricsJson(manifest), LabelsJson(manifest),
+         manifest.format(), JsonNumberObject(manifest.metrics()), JsonStringObject(manifest.labels()),
          db::Bytes{manifest.SerializeAsString()},
          manifest.has_signature() ? db::Param(manifest.signature().key_id()) : db::Param(nullptr),
          blob_key, caller.Actor()}));

@@ -1,0 +1,455 @@
+#include "fleet/check_in.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <random>
+
+#include "fleet/cohort.h"
+#include "fleet/deployment_state.h"
+#include "fleet/device_registry.h"
+#include "fleet/rollout_manager.h"
+#include "modelfleet/json.h"
+#include "modelfleet/validation.h"
+
+namespace modelfleet::fleet {
+
+namespace {
+
+constexpr int kMaxRunning = 8;
+constexpr int kMaxTelemetry = 16;
+
+Status ValidateCheckIn(const v1::CheckInRequest& r) {
+  if (r.running_size() > kMaxRunning) return InvalidArgument("running", "has more than 8 entries");
+  for (int i = 0; i < r.running_size(); ++i) {
+    const auto& m = r.running(i);
+    const std::string f = "running[" + std::to_string(i) + "]";
+    MF_RETURN_IF_ERROR(ValidateModelName(m.model(), f + ".model"));
+    MF_RETURN_IF_ERROR(ValidateSemVer(m.version(), f + ".version"));
+    if (!m.digest().empty() && !IsSha256Hex(m.digest())) {
+      return InvalidArgument(f + ".digest", "must be 64 lowercase hex characters");
+    }
+  }
+  if (r.telemetry_size() > kMaxTelemetry) return InvalidArgument("telemetry", "has more than 16 entries");
+  for (int i = 0; i < r.telemetry_size(); ++i) {
+    const auto& t = r.telemetry(i);
+    const std::string f = "telemetry[" + std::to_string(i) + "]";
+    MF_RETURN_IF_ERROR(ValidateModelName(t.model(), f + ".model"));
+    MF_RETURN_IF_ERROR(ValidateSemVer(t.version(), f + ".version"));
+    if (t.error_count() > t.inference_count()) return InvalidArgument(f + ".error_count", "exceeds inference_count");
+    for (double v : {t.latency().p50_ms(), t.latency().p95_ms(), t.latency().p99_ms(), t.mean_confidence()}) {
+      if (!std::isfinite(v) || v < 0) return InvalidArgument(f + ".latency", "values must be finite and >= 0");
+    }
+    if (t.class_histogram_size() > 64) return InvalidArgument(f + ".class_histogram", "has more than 64 classes");
+    for (const auto& [k, v] : t.class_histogram()) {
+      MF_RETURN_IF_ERROR(ValidateText(k, 128, f + ".class_histogram key"));
+      (void)v;
+    }
+  }
+  if (r.has_attributes()) MF_RETURN_IF_ERROR(DeviceRegistry::ValidateAttributes(r.attributes(), "attributes"));
+  return Status::Ok();
+}
+
+uint32_t SpreadInterval(uint32_t base) {
+  thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> jitter(0.75, 1.25);
+  return std::max<uint32_t>(1, static_cast<uint32_t>(base * jitter(rng)));
+}
+
+Expected<int64_t> ParseDeploymentId(const std::string& id) {
+  if (!id.starts_with("dep-")) return Fail(InvalidArgument("deployment_id", "is not a deployment id (dep-<number>)"));
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(id.substr(4), &used);
+    if (used != id.size() - 4 || v <= 0) throw std::invalid_argument("id");
+    return v;
+  } catch (const std::exception&) {
+    return Fail(InvalidArgument("deployment_id", "is not a deployment id (dep-<number>)"));
+  }
+}
+
+const v1::RunningModel* RunningOf(const v1::CheckInRequest& request, const std::string& model) {
+  for (const auto& m : request.running()) {
+    if (m.model() == model) return &m;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+CheckInService::CheckInService(db::Pool& pool, CheckInOptions options) : pool_(pool), options_(options) {
+  background_ = std::thread([this] { RunBackground(); });
+}
+
+CheckInService::~CheckInService() {
+  stop_ = true;
+  wake_.notify_all();
+  if (background_.joinable()) background_.join();
+  Status s = Flush();
+  if (!s.ok()) spdlog::error("final flush of check-in state failed: {}", s.ToString());
+}
+
+void CheckInService::InvalidateRollouts() { snapshot_dirty_ = true; }
+
+void CheckInService::InvalidateDevices() {
+  std::unique_lock lock(devices_mu_);
+  devices_.clear();
+}
+
+Status CheckInService::ReloadSnapshot() {
+  auto snapshot = std::make_shared<Snapshot>();
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT r.id, r.state, m.name, v.version, v.manifest, r.target, r.cohort_cutoff, r.deployment_timeout_seconds, "
+        "r.updated_at::text FROM rollouts r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id "
+        "WHERE r.state <> 'QUEUED' ORDER BY r.id DESC LIMIT 200"));
+    for (const auto& row : rows) {
+      RolloutView view;
+      view.row_id = row.Int(0);
+      view.rollout_id = RolloutManager::RolloutId(view.row_id);
+      view.state = row.Str(1);
+      view.model = row.Str(2);
+      view.version = row.Str(3);
+      if (!view.manifest.ParseFromString(row.Bytea(4))) return Internal("corrupt manifest in " + view.rollout_id);
+      auto selector = DeviceSelector::Parse(row.Str(5), SelectorKind::kRolloutTarget, "target");
+      if (!selector) return selector.error().Annotate("target of " + view.rollout_id);
+      view.target = std::move(*selector);
+      view.cutoff = row.Double(6);
+      view.timeout_seconds = static_cast<uint32_t>(row.Int(7));
+      snapshot->fingerprint += std::to_string(view.row_id) + view.state + row.Str(8) + ";";
+      snapshot->rollouts.push_back(std::move(view));
+    }
+    return Status::Ok();
+  }));
+  std::lock_guard lock(snapshot_mu_);
+  snapshot_ = std::move(snapshot);
+  return Status::Ok();
+}
+
+Expected<std::shared_ptr<const CheckInService::Snapshot>> CheckInService::CurrentSnapshot() {
+  if (snapshot_dirty_.exchange(false)) {
+    Status s = ReloadSnapshot();
+    if (!s.ok()) {
+      snapshot_dirty_ = true;
+      return Fail(s);
+    }
+  }
+  std::lock_guard lock(snapshot_mu_);
+  if (!snapshot_) return Fail(Unavailable("rollouts not loaded yet"));
+  return snapshot_;
+}
+
+Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Principal& device) {
+  {
+    std::shared_lock lock(devices_mu_);
+    auto it = devices_.find(device.token_id);
+    if (it != devices_.end() && std::chrono::steady_clock::now() - it->second.fetched < options_.device_cache_ttl) {
+      return it->second;
+    }
+  }
+  DeviceInfo info;
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT id, device_id, admission, attributes FROM devices WHERE token_id = $1", {device.token_id}));
+    if (rows.empty()) return PermissionDenied("this credential belongs to no device");
+    info.row_id = rows[0].Int(0);
+    info.device_id = rows[0].Str(1);
+    info.admission = rows[0].Str(2);
+    info.attributes.ParseFromString(rows[0].Bytea(3));
+    return Status::Ok();
+  }));
+  info.fetched = std::chrono::steady_clock::now();
+  std::unique_lock lock(devices_mu_);
+  if (devices_.size() > 2'000'000) devices_.clear();  // bound memory
+  devices_[device.token_id] = info;
+  return info;
+}
+
+Expected<v1::Manifest> CheckInService::ManifestOf(const std::string& model, const std::string& version) {
+  const std::string key = model + "@" + version;
+  {
+    std::lock_guard lock(manifests_mu_);
+    if (auto it = manifests_.find(key); it != manifests_.end()) return it->second;
+  }
+  v1::Manifest manifest;
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT v.manifest FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2",
+        {model, version}));
+    if (rows.empty()) return NotFound("version " + key + " no longer exists");
+    manifest.ParseFromString(rows[0].Bytea(0));
+    return Status::Ok();
+  }));
+  std::lock_guard lock(manifests_mu_);
+  manifests_[key] = manifest;
+  return manifest;
+}
+
+Expected<v1::CheckInResponse> CheckInService::CheckIn(const auth::Principal& principal,
+                                                      const v1::CheckInRequest& request) {
+  MF_RETURN_IF_ERROR(ValidateCheckIn(request));
+  MF_ASSIGN_OR_RETURN(DeviceInfo device, LookupDevice(principal));
+  if (request.has_attributes() && request.attributes().SerializeAsString() != device.attributes.SerializeAsString()) {
+    MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+      const auto& a = request.attributes();
+      return StatusOf(tx.Exec(
+          "UPDATE devices SET site = $2, hardware_revision = $3, firmware_version = $4, sensor_rows = $5, "
+          "sensor_cols = $6, labels = $7::jsonb, attributes = $8::bytea WHERE id = $1",
+          {device.row_id, a.site(), a.hardware_revision(), a.firmware_version(), static_cast<int64_t>(a.sensor_rows()),
+           static_cast<int64_t>(a.sensor_cols()), JsonStringObject(a.labels()), db::Bytes{a.SerializeAsString()}}));
+    }));
+    device.attributes = request.attributes();
+    std::unique_lock lock(devices_mu_);
+    devices_[principal.token_id].attributes = request.attributes();
+  }
+  Enqueue(device, request);
+
+  v1::CheckInResponse response;
+  response.set_next_check_in_seconds(SpreadInterval(options_.check_in_interval_seconds));
+  v1::DeviceAdmission admission = v1::DEVICE_ADMISSION_PENDING;
+  v1::DeviceAdmission_Parse("DEVICE_ADMISSION_" + device.admission, &admission);
+  response.set_admission(admission);
+  if (device.admission != "ACCEPTED") {
+    response.set_keep_current(true);
+    return response;
+  }
+  MF_ASSIGN_OR_RETURN(auto snapshot, CurrentSnapshot());
+  MF_ASSIGN_OR_RETURN(v1::CheckInResponse decided, Decide(device, request, *snapshot));
+  decided.set_next_check_in_seconds(response.next_check_in_seconds());
+  decided.set_admission(admission);
+  return decided;
+}
+
+Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, const v1::CheckInRequest& request,
+                                                     const Snapshot& snapshot) {
+  v1::CheckInResponse keep;
+  keep.set_keep_current(true);
+  // The newest rollout whose cohort holds the device decides, one per model.
+  std::set<std::string> decided_models;
+  for (const RolloutView& r : snapshot.rollouts) {
+    if (decided_models.count(r.model)) continue;
+    if (!r.target.Matches(device.attributes)) continue;
+    if (CohortBucket(device.device_id, r.rollout_id) >= r.cutoff) continue;
+    decided_models.insert(r.model);
+    if (r.state == "ABORTED") continue;  // devices stay where they are
+    const v1::RunningModel* running = RunningOf(request, r.model);
+    const bool rollback = r.state == "ROLLED_BACK";
+
+    if (!rollback && running && running->version() == r.version &&
+        (running->digest().empty() || running->digest() == r.manifest.digest())) {
+      continue;  // already runs it
+    }
+    // From here on the device is being deployed: its deployment row decides.
+    v1::Assignment assignment;
+    bool assign = false;
+    MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+      MF_ASSIGN_OR_RETURN(auto forward, tx.Exec(
+          "SELECT id, step, previous_model, previous_version FROM deployments "
+          "WHERE rollout_id = $1 AND device_id = $2 AND NOT is_rollback",
+          {r.row_id, device.row_id}));
+      if (rollback) {
+        if (forward.empty() || forward[0].Str(3).empty()) return Status::Ok();  // nothing to go back to
+        const std::string previous = forward[0].Str(3);
+        if (running && running->version() == previous) return Status::Ok();  // already back
+        MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+            "INSERT INTO deployments (rollout_id, device_id, is_rollback, target_version, previous_model, "
+            "previous_version, step) VALUES ($1, $2, TRUE, $3, $4, $5, 'ASSIGNED') "
+            "ON CONFLICT (rollout_id, device_id, is_rollback) DO UPDATE SET rollout_id = EXCLUDED.rollout_id "
+            "RETURNING id, step",
+            {r.row_id, device.row_id, previous, r.model, running ? running->version() : std::string()}));
+        if (IsTerminal(StepFromName(rows[0].Str(1)))) return Status::Ok();
+        MF_ASSIGN_OR_RETURN(*assignment.mutable_manifest(), ManifestOf(r.model, previous));
+        assignment.set_deployment_id("dep-" + rows[0].Str(0));
+        assignment.set_is_rollback(true);
+        assignment.set_download_version(previous);
+        assign = true;
+        return Status::Ok();
+      }
+      if (!forward.empty()) {
+        if (IsTerminal(StepFromName(forward[0].Str(1)))) return Status::Ok();  // failed, timed out, ...
+        assignment.set_deployment_id("dep-" + forward[0].Str(0));
+      } else {
+        if (r.state != "RUNNING" && r.state != "COMPLETED") return Status::Ok();  // paused: no new devices
+        MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+            "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
+            "VALUES ($1, $2, $3, $4, $5, 'ASSIGNED') ON CONFLICT (rollout_id, device_id, is_rollback) "
+            "DO UPDATE SET rollout_id = EXCLUDED.rollout_id RETURNING id, step",
+            {r.row_id, device.row_id, r.version, running ? r.model : std::string(),
+             running ? running->version() : std::string()}));
+        if (IsTerminal(StepFromName(rows[0].Str(1)))) return Status::Ok();
+        assignment.set_deployment_id("dep-" + rows[0].Str(0));
+        MF_RETURN_IF_ERROR(RecordDeviceEvent(tx, device.row_id, "assigned",
+                                             r.rollout_id + ": " + r.model + "@" + r.version));
+      }
+      *assignment.mutable_manifest() = r.manifest;
+      assignment.set_download_version(r.version);
+      assign = true;
+      return Status::Ok();
+    }));
+    if (!assign) continue;
+    assignment.set_rollout_id(r.rollout_id);
+    assignment.set_download_model(r.model);
+    assignment.set_timeout_seconds(r.timeout_seconds);
+    v1::CheckInResponse response;
+    *response.mutable_assignment() = std::move(assignment);
+    return response;
+  }
+  return keep;
+}
+
+Status CheckInService::ReportDeployment(const auth::Principal& principal, const v1::DeploymentReport& report) {
+  MF_ASSIGN_OR_RETURN(int64_t id, ParseDeploymentId(report.deployment_id()));
+  if (!v1::DeploymentStep_IsValid(report.step()) || report.step() == v1::DEPLOYMENT_STEP_UNSPECIFIED) {
+    return InvalidArgument("step", "is required");
+  }
+  if (report.step() == v1::DEPLOYMENT_STEP_TIMED_OUT || report.step() == v1::DEPLOYMENT_STEP_CANCELLED ||
+      report.step() == v1::DEPLOYMENT_STEP_ASSIGNED) {
+    return InvalidArgument("step", "is set by the server, not reported by devices");
+  }
+  MF_RETURN_IF_ERROR(ValidateText(report.reason(), 2048, "reason"));
+  MF_ASSIGN_OR_RETURN(DeviceInfo device, LookupDevice(principal));
+  std::string sources = "{";
+  for (auto s : LegalSources(report.step(), TransitionBy::kDevice)) sources += std::string(StepName(s)) + ",";
+  sources.back() = '}';
+  return pool_.Write([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto updated, tx.Exec(
+        "UPDATE deployments SET step = $3, bytes_done = greatest(bytes_done, $4), reason = $5, updated_at = now() "
+        "WHERE id = $1 AND device_id = $2 AND step = ANY($6::text[]) RETURNING rollout_id",
+        {id, device.row_id, std::string(StepName(report.step())), static_cast<int64_t>(report.bytes_done()),
+         report.reason(), sources}));
+    if (updated.empty()) {
+      MF_ASSIGN_OR_RETURN(auto current, tx.Exec("SELECT step FROM deployments WHERE id = $1 AND device_id = $2",
+                                                {id, device.row_id}));
+      if (current.empty()) {
+        return NotFound("deployment " + report.deployment_id() + " is not a deployment of this device").WithField("deployment_id");
+      }
+      return FailedPrecondition("deployment " + report.deployment_id() + " cannot go from " + current[0].Str(0) + " to " +
+                                std::string(StepName(report.step())));
+    }
+    if (IsTerminal(report.step())) {
+      MF_RETURN_IF_ERROR(RecordDeviceEvent(tx, device.row_id, "deployment",
+                                           report.deployment_id() + " " + std::string(StepName(report.step())) +
+                                               (report.reason().empty() ? "" : ": " + report.reason())));
+    }
+    return Status::Ok();
+  });
+}
+
+void CheckInService::Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request) {
+  std::lock_guard lock(pending_mu_);
+  PendingStatus& status = pending_status_[device.row_id];
+  status = {};
+  if (!request.running().empty()) {
+    status.model = request.running(0).model();
+    status.version = request.running(0).version();
+    status.digest = request.running(0).digest();
+  }
+  status.agent_state = v1::AgentState_Name(request.agent_state()).substr(std::string_view("AGENT_STATE_").size());
+  for (const auto& t : request.telemetry()) {
+    PendingTelemetry& p = pending_telemetry_[{device.row_id, t.model(), t.version()}];
+    p.inferences += t.inference_count();
+    p.errors += t.error_count();
+    p.p95_weighted += t.latency().p95_ms() * static_cast<double>(t.inference_count());
+    p.confidence_sum += t.mean_confidence() * static_cast<double>(t.inference_count());
+    for (const auto& [k, v] : t.class_histogram()) p.histogram[k] += v;
+  }
+}
+
+Status CheckInService::Flush() {
+  std::unordered_map<int64_t, PendingStatus> statuses;
+  std::map<std::tuple<int64_t, std::string, std::string>, PendingTelemetry> telemetry;
+  {
+    std::lock_guard lock(pending_mu_);
+    statuses.swap(pending_status_);
+    telemetry.swap(pending_telemetry_);
+  }
+  if (statuses.empty() && telemetry.empty()) return Status::Ok();
+  std::string status_json = "[";
+  for (const auto& [id, s] : statuses) {
+    if (status_json.size() > 1) status_json += ",";
+    status_json += "{\"id\":" + std::to_string(id) + ",\"model\":" + JsonString(s.model) + ",\"version\":" +
+                   JsonString(s.version) + ",\"digest\":" + JsonString(s.digest) + ",\"state\":" +
+                   JsonString(s.agent_state) + "}";
+  }
+  status_json += "]";
+  std::string telemetry_json = "[";
+  for (const auto& [key, t] : telemetry) {
+    if (telemetry_json.size() > 1) telemetry_json += ",";
+    telemetry_json += "{\"device_id\":" + std::to_string(std::get<0>(key)) + ",\"model\":" + JsonString(std::get<1>(key)) +
+                      ",\"version\":" + JsonString(std::get<2>(key)) + ",\"inferences\":" + std::to_string(t.inferences) +
+                      ",\"errors\":" + std::to_string(t.errors) + ",\"p95w\":" + JsonNumber(t.p95_weighted) +
+                      ",\"conf\":" + JsonNumber(t.confidence_sum) + ",\"hist\":" + JsonNumberObject(t.histogram) + "}";
+  }
+  telemetry_json += "]";
+  Status s = pool_.Write([&](db::Tx& tx) -> Status {
+    if (!statuses.empty()) {
+      MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
+          "UPDATE devices d SET last_seen = now(), running_model = v.model, running_version = v.version, "
+          "running_digest = v.digest, agent_state = v.state FROM jsonb_to_recordset($1::jsonb) AS "
+          "v(id bigint, model text, version text, digest text, state text) WHERE d.id = v.id",
+          {status_json})));
+    }
+    if (!telemetry.empty()) {
+      MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
+          "INSERT INTO version_telemetry AS vt (device_id, model, version, inference_count, error_count, p95_weighted_ms, "
+          "class_histogram, confidence_sum) SELECT v.device_id, v.model, v.version, v.inferences, v.errors, v.p95w, "
+          "v.hist, v.conf FROM jsonb_to_recordset($1::jsonb) AS v(device_id bigint, model text, version text, "
+          "inferences bigint, errors bigint, p95w float8, hist jsonb, conf float8) "
+          "ON CONFLICT (device_id, model, version) DO UPDATE SET "
+          "inference_count = vt.inference_count + EXCLUDED.inference_count, "
+          "error_count = vt.error_count + EXCLUDED.error_count, "
+          "p95_weighted_ms = vt.p95_weighted_ms + EXCLUDED.p95_weighted_ms, "
+          "confidence_sum = vt.confidence_sum + EXCLUDED.confidence_sum, "
+          "class_histogram = (SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (SELECT key, "
+          "sum(value::bigint) AS total FROM (SELECT * FROM jsonb_each_text(vt.class_histogram) UNION ALL "
+          "SELECT * FROM jsonb_each_text(EXCLUDED.class_histogram)) AS both_sides GROUP BY key) AS merged), "
+          "updated_at = now()",
+          {telemetry_json})));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    // Put it back so the next flush retries (merging with what arrived meanwhile).
+    std::lock_guard lock(pending_mu_);
+    for (auto& [id, st] : statuses) pending_status_.try_emplace(id, std::move(st));
+    for (auto& [key, t] : telemetry) {
+      PendingTelemetry& p = pending_telemetry_[key];
+      p.inferences += t.inferences;
+      p.errors += t.errors;
+      p.p95_weighted += t.p95_weighted;
+      p.confidence_sum += t.confidence_sum;
+      for (const auto& [k, v] : t.histogram) p.histogram[k] += v;
+    }
+  }
+  return s;
+}
+
+void CheckInService::RunBackground() {
+  auto last_refresh = std::chrono::steady_clock::now();
+  std::string last_fingerprint;
+  while (!stop_) {
+    {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_for(lock, options_.flush_interval, [&] { return stop_.load(); });
+    }
+    if (stop_) break;
+    Status flushed = Flush();
+    if (!flushed.ok()) spdlog::warn("writing check-in state behind failed (will retry): {}", flushed.ToString());
+    if (std::chrono::steady_clock::now() - last_refresh >= options_.refresh_interval) {
+      last_refresh = std::chrono::steady_clock::now();
+      // Cheap change detection: reload the snapshot only when the rollouts table moved.
+      Status polled = pool_.Read([&](db::Tx& tx) -> Status {
+        MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT coalesce(max(updated_at)::text, '') || ':' || count(*) FROM rollouts"));
+        std::string fingerprint = rows[0].Str(0);
+        if (fingerprint != last_fingerprint) {
+          last_fingerprint = fingerprint;
+          snapshot_dirty_ = true;
+        }
+        return Status::Ok();
+      });
+      if (!polled.ok()) spdlog::warn("polling rollouts failed: {}", polled.ToString());
+    }
+  }
+}
+
+}  // namespace modelfleet::fleet

@@ -1,0 +1,133 @@
+// CheckInService: the device-facing hot path (check-ins and deployment reports).
+//
+// Desired state is computed in memory: the rollouts in force are held in a snapshot
+// (refreshed when the rollouts table changes, polled every `refresh_interval`, and at once
+// after this replica changed one), and a device's membership of a rollout is its target match
+// plus its cohort bucket. So a check-in of a device that is not part of a rollout, or already
+// runs what it should, costs no database round trip: the device record comes from a cache,
+// and what it reports (last seen, running model, agent state, telemetry) is written behind,
+// merged and batched, by one writer thread. Only a device that is being deployed touches the
+// database on its check-in (its deployment row: one read, and one insert the first time).
+//
+// Deployment reports are written synchronously and acknowledged only once committed.
+// Telemetry and last-seen written behind may lose at most one flush interval on a crash; they
+// are flushed on shutdown.
+//
+// Every replica computes the same desired state from the same rollouts table (cohorts are a
+// pure function of device and rollout), so assignments do not flip between replicas; a replica
+// may lag one refresh interval behind a rollout change.
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <set>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "auth/principal.h"
+#include "db/pool.h"
+#include "fleet/device_selector.h"
+#include "modelfleet/status.h"
+#include "modelfleet/v1/fleet.pb.h"
+
+namespace modelfleet::fleet {
+
+struct CheckInOptions {
+  uint32_t check_in_interval_seconds = 60;       // spread +-25% per answer
+  std::chrono::milliseconds refresh_interval{250};
+  std::chrono::milliseconds flush_interval{200};
+  std::chrono::seconds device_cache_ttl{30};
+};
+
+class CheckInService {
+ public:
+  CheckInService(db::Pool& pool, CheckInOptions options);
+  ~CheckInService();  // flushes and stops the background threads
+
+  // roles: device. PERMISSION_DENIED if the credential belongs to no device (or a
+  // non-accepted one asks for anything but waiting), INVALID_ARGUMENT for bad fields.
+  Expected<v1::CheckInResponse> CheckIn(const auth::Principal& device, const v1::CheckInRequest& request);
+  // NOT_FOUND (no such deployment of this device), FAILED_PRECONDITION (illegal transition).
+  Status ReportDeployment(const auth::Principal& device, const v1::DeploymentReport& report);
+
+  // Forces the next check-in to see rollout changes made by this replica.
+  void InvalidateRollouts();
+  // Drops every cached device record (after an admission change on this replica; other
+  // replicas see it within device_cache_ttl, and a revoked credential stops working within
+  // the token cache's TTL).
+  void InvalidateDevices();
+  // Writes everything queued now (tests, shutdown).
+  Status Flush();
+
+ private:
+  struct RolloutView {
+    int64_t row_id = 0;
+    std::string rollout_id;
+    std::string state;
+    std::string model, version;
+    v1::Manifest manifest;
+    DeviceSelector target;
+    double cutoff = 0;
+    uint32_t timeout_seconds = 0;
+  };
+  struct Snapshot {
+    std::vector<RolloutView> rollouts;  // newest first
+    std::string fingerprint;
+  };
+  struct DeviceInfo {
+    int64_t row_id = 0;
+    std::string device_id;
+    std::string admission;
+    v1::DeviceAttributes attributes;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  struct PendingStatus {
+    std::string model, version, digest, agent_state;
+  };
+  struct PendingTelemetry {
+    uint64_t inferences = 0, errors = 0;
+    double p95_weighted = 0, confidence_sum = 0;
+    std::map<std::string, uint64_t> histogram;
+  };
+
+  Expected<std::shared_ptr<const Snapshot>> CurrentSnapshot();
+  Status ReloadSnapshot();
+  Expected<DeviceInfo> LookupDevice(const auth::Principal& device);
+  Expected<v1::CheckInResponse> Decide(const DeviceInfo& device, const v1::CheckInRequest& request,
+                                       const Snapshot& snapshot);
+  Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
+  void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request);
+  void RunBackground();
+
+  db::Pool& pool_;
+  const CheckInOptions options_;
+
+  std::mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::atomic<bool> snapshot_dirty_{true};
+
+  std::shared_mutex devices_mu_;
+  std::unordered_map<int64_t, DeviceInfo> devices_;  // by token id
+
+  std::mutex manifests_mu_;
+  std::map<std::string, v1::Manifest> manifests_;  // "model@version"
+
+  std::mutex pending_mu_;
+  std::unordered_map<int64_t, PendingStatus> pending_status_;                        // by device row id
+  std::map<std::tuple<int64_t, std::string, std::string>, PendingTelemetry> pending_telemetry_;
+
+  std::atomic<bool> stop_{false};
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  std::thread background_;
+};
+
+}  // namespace modelfleet::fleet

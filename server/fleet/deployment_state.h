@@ -1,0 +1,33 @@
+// The per-device deployment state machine, as a declared table.
+//
+//   ASSIGNED -> DOWNLOADING -> VERIFYING -> INSTALLING -> SELF_TESTING -> ACTIVATED
+//   DOWNLOADING -> DOWNLOADING (progress)
+//   any non-terminal -> FAILED | ROLLED_BACK           (reported by the device)
+//   ACTIVATED -> ROLLED_BACK                           (device-local rollback after activation)
+//   any non-terminal -> TIMED_OUT | CANCELLED          (set by the server only)
+//   FAILED | TIMED_OUT | ROLLED_BACK | CANCELLED -> ASSIGNED   (server: retry failed devices)
+// Terminal: ACTIVATED (unless rolled back locally), FAILED, ROLLED_BACK, TIMED_OUT, CANCELLED.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "modelfleet/v1/fleet.pb.h"
+
+namespace modelfleet::fleet {
+
+enum class TransitionBy { kDevice, kServer };
+
+// True if `by` may move a deployment from `from` to `to`.
+bool IsLegalTransition(v1::DeploymentStep from, v1::DeploymentStep to, TransitionBy by);
+// The steps from which `by` may move to `to` (for an UPDATE ... WHERE step IN (...)).
+std::vector<v1::DeploymentStep> LegalSources(v1::DeploymentStep to, TransitionBy by);
+bool IsTerminal(v1::DeploymentStep step);
+// Terminal and not a success: FAILED, ROLLED_BACK, TIMED_OUT, CANCELLED.
+bool IsFailure(v1::DeploymentStep step);
+
+// "DOWNLOADING" <-> DEPLOYMENT_STEP_DOWNLOADING (the database spelling).
+std::string_view StepName(v1::DeploymentStep step);
+v1::DeploymentStep StepFromName(std::string_view name);
+
+}  // namespace modelfleet::fleet

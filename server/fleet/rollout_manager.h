@@ -1,0 +1,109 @@
+// RolloutManager: staged rollouts of a model version to a target of devices.
+//
+// A rollout has stages (cumulative percentages of the target, each with a minimum number of
+// devices, a soak time, a success threshold and health gates). Its state machine:
+//
+//   QUEUED -> RUNNING                      (controller: no conflicting rollout any more)
+//   RUNNING -> RUNNING (next stage)        (controller: gates hold, threshold met, soak done)
+//   RUNNING -> WAITING_APPROVAL            (controller: the next stage requires approval)
+//   WAITING_APPROVAL -> RUNNING (next)     (admin: ApproveStage)
+//   RUNNING -> COMPLETED                   (controller: last stage done)
+//   RUNNING | WAITING_APPROVAL -> PAUSED   (admin, or a gate that broke)
+//   PAUSED -> RUNNING                      (admin: ResumeRollout)
+//   any but terminal -> ABORTED            (admin: devices not yet updated stay where they are)
+//   any but ROLLED_BACK/ABORTED -> ROLLED_BACK  (admin, or a gate when auto_rollback is set:
+//                                          the rollout's devices go back to what they ran)
+// Every transition is one conditional UPDATE (on the state and stage it starts from) plus a
+// rollout_events row in the same transaction, so it happens exactly once even when several
+// replicas race, and survives restarts.
+//
+// Cohorts: a device is in the rollout when it matches the target, is ACCEPTED, and its
+// CohortBucket(device, rollout) is below the rollout's cohort_cutoff. The cutoff of a stage is
+// max(percent/100, just above the bucket of the min_devices-th device), 1.0 at 100%.
+//
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth/principal.h"
+#include "db/pool.h"
+#include "modelfleet/status.h"
+#include "modelfleet/v1/fleet.pb.h"
+
+namespace modelfleet::fleet {
+
+struct RolloutOptions {
+  uint32_t default_deployment_timeout_seconds = 3600;
+};
+
+// What a transition changes besides the state.
+struct TransitionSpec {
+  std::vector<std::string> from_states;
+  std::string to_state;
+  std::string kind;     // event kind: "paused", "stage_advanced", "gate_failed", ...
+  std::string actor;    // a principal's Actor() or "gate:<name>" or "controller"
+  std::string reason;
+  bool advance_stage = false;  // current_stage + 1 with a new cutoff and stage start
+};
+
+class RolloutManager {
+ public:
+  RolloutManager(db::Pool& pool, RolloutOptions options) : pool_(pool), options_(options) {}
+
+  // INVALID_ARGUMENT (model, version, target, stages[i].*, deployment_timeout_seconds),
+  // NOT_FOUND (model or version), FAILED_PRECONDITION (version not READY; an active rollout
+  // of the model targets some of the same devices and queue_if_conflicting is false).
+  Expected<v1::Rollout> Create(const v1::CreateRolloutRequest& request, const auth::Principal& caller);
+  // NOT_FOUND. Includes the current stage's progress.
+  Expected<v1::Rollout> Get(const std::string& rollout_id);
+  Expected<v1::ListRolloutsResponse> List(const v1::ListRolloutsRequest& request);
+  // Events with id > after_event_id, oldest first (for WatchRollout).
+  Expected<std::vector<std::pair<int64_t, v1::RolloutEvent>>> EventsAfter(const std::string& rollout_id,
+                                                                          int64_t after_event_id);
+
+  // Admin verbs. NOT_FOUND; FAILED_PRECONDITION when the rollout is not in a state the verb
+  // applies to (named in the message).
+  Expected<v1::Rollout> Pause(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+  Expected<v1::Rollout> Resume(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+  Expected<v1::Rollout> Approve(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+  Expected<v1::Rollout> Abort(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+  Expected<v1::Rollout> Rollback(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+  Expected<v1::Rollout> RetryFailed(const v1::RolloutActionRequest& request, const auth::Principal& caller);
+
+  // Applies `spec` to the rollout (row id) if it is still in one of spec.from_states at
+  // `expected_stage`. Returns true if this call made the transition, false if the rollout had
+  // moved on (someone else made it). Used by the verbs above and by the controller.
+  Expected<bool> Transition(int64_t rollout_row_id, int expected_stage, const TransitionSpec& spec);
+
+  // The progress of the rollout's current stage (devices, activated, failed, telemetry).
+  Expected<v1::StageProgress> Progress(db::Tx& tx, int64_t rollout_row_id);
+
+  // Row id from "ro-<n>"; INVALID_ARGUMENT otherwise.
+  static Expected<int64_t> ParseRolloutId(const std::string& rollout_id, const std::string& field);
+  static std::string RolloutId(int64_t row_id) { return "ro-" + std::to_string(row_id); }
+
+  // Loads a rollout with its stages (no progress) inside `tx`.
+  Expected<v1::Rollout> Load(db::Tx& tx, int64_t rollout_row_id);
+
+  // Recomputes the cohort cutoff for `stage` of the rollout.
+  Expected<double> ComputeCutoff(db::Tx& tx, int64_t rollout_row_id, const std::string& target, const v1::Stage& stage);
+
+  // Ids of rollouts of the same model, in an active state, whose targets share a device with
+  // `target` (or where either selects everything).
+  Expected<std::vector<int64_t>> Conflicting(db::Tx& tx, int64_t model_id, const std::string& target,
+                                             std::optional<int64_t> except_row_id);
+
+ private:
+  Expected<v1::Rollout> Act(const v1::RolloutActionRequest& request, const auth::Principal& caller,
+                            const std::vector<std::string>& from_states, const std::string& to_state,
+                            const std::string& kind, bool advance_stage);
+
+  db::Pool& pool_;
+  const RolloutOptions options_;
+};
+
+}  // namespace modelfleet::fleet
