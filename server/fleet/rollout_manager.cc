@@ -138,9 +138,9 @@ Expected<double> RolloutManager::ComputeCutoff(db::Tx& tx, int64_t row_id, const
   need = std::min<size_t>(std::max<size_t>(need, stage.min_devices()), total);
   if (need == 0) return floor;
   if (need == total) return 1.0;
-  // Just above the need-th smallest bucket, so exactly the first `need` devices are inside.
-  double cutoff = std::nextafter(rows[need - 1].Double(0), 2.0);
-  return std::max(floor, cutoff);
+  // Just above the need-th smallest bucket, so exactly the first `need` devices are inside
+  // (devices enrolling later join when their bucket falls below it).
+  return std::nextafter(rows[need - 1].Double(0), 2.0);
 }
 
 Expected<std::vector<int64_t>> RolloutManager::Conflicting(db::Tx& tx, int64_t model_id, const std::string& target,

@@ -18,8 +18,9 @@
 // replicas race, and survives restarts.
 //
 // Cohorts: a device is in the rollout when it matches the target, is ACCEPTED, and its
-// CohortBucket(device, rollout) is below the rollout's cohort_cutoff. The cutoff of a stage is
-// max(percent/100, just above the bucket of the min_devices-th device), 1.0 at 100%.
+// CohortBucket(device, rollout) is below the rollout's cohort_cutoff. A stage starts with
+// max(ceil(percent% of the matching devices), min_devices) devices: its cutoff lies just above
+// the bucket of the last of them (1.0 at 100%), so later stages contain earlier ones.
 //
 // Thread-safe.
 #pragma once

@@ -1,0 +1,280 @@
+// The fleet core against a real PostgreSQL 15: cohort buckets computed in SQL equal the ones
+// computed in C++, stage cohorts are sticky supersets, conflicting rollouts are refused or
+// queued, transitions happen exactly once under races, and bad requests create nothing.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "blob/local_blob_store.h"
+#include "db/migrations.h"
+#include "fleet/cohort.h"
+#include "fleet/device_selector.h"
+#include "fleet/rollout_manager.h"
+#include "postgres_environment.h"
+#include "process.h"
+#include "registry/registry.h"
+#include "test_data.h"
+
+namespace modelfleet::fleet {
+namespace {
+
+using testing::Cluster;
+
+[[maybe_unused]] ::testing::Environment* const kPostgres =
+    ::testing::AddGlobalTestEnvironment(new testing::PostgresEnvironment);
+
+class FleetCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(Cluster(), nullptr);
+    static int counter = 0;
+    std::string db = "fleet_core_" + std::to_string(++counter);
+    ASSERT_TRUE(Cluster()->CreateDatabase(db)) << Cluster()->last_error();
+    auto pool = db::Pool::Open({.conninfo = Cluster()->conninfo(db), .size = 4});
+    ASSERT_TRUE(pool) << pool.error().ToString();
+    pool_ = std::move(*pool);
+    ASSERT_TRUE(db::ApplyMigrations(*pool_, db::EmbeddedMigrations()).ok());
+    auto store = blob::LocalBlobStore::Open(dir_.path() / "blobs");
+    ASSERT_TRUE(store);
+    store_ = std::move(*store);
+    cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_.path() / "cache", 1 << 20);
+    registry_ = std::make_unique<registry::Registry>(*pool_, *store_, *cache_, registry::RegistryOptions{});
+    rollouts_ = std::make_unique<RolloutManager>(*pool_, RolloutOptions{});
+
+    v1::CreateModelRequest create;
+    create.mutable_model()->set_name("mat-person");
+    ASSERT_TRUE(registry_->CreateModel(create, admin_));
+    for (const char* version : {"1.0.0", "1.1.0"}) {
+      std::string bytes = testing::PatternBytes(1000, version[2]);
+      bool sent = false;
+      auto pushed = registry_->PushVersion(
+          testing::ManifestFor("mat-person", version, bytes),
+          [&]() -> Expected<std::optional<std::string>> {
+            if (sent) return std::optional<std::string>();
+            sent = true;
+            return std::optional<std::string>(bytes);
+          },
+          admin_);
+      ASSERT_TRUE(pushed) << pushed.error().ToString();
+    }
+  }
+
+  // Inserts `n` accepted devices "dev-<i>" at `site`; returns their device ids.
+  std::vector<std::string> AddDevices(int n, const std::string& site, int first = 0) {
+    std::vector<std::string> ids;
+    Status s = pool_->Write([&](db::Tx& tx) -> Status {
+      for (int i = first; i < first + n; ++i) {
+        std::string id = "dev-" + site + "-" + std::to_string(i);
+        MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
+            "INSERT INTO devices (device_id, hardware_id, admission, site) VALUES ($1, $2, 'ACCEPTED', $3)",
+            {id, "hw-" + id, site})));
+        ids.push_back(id);
+      }
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return ids;
+  }
+
+  v1::CreateRolloutRequest Request(const std::string& target, std::vector<std::pair<double, uint32_t>> stages) {
+    v1::CreateRolloutRequest r;
+    r.set_model("mat-person");
+    r.set_version("1.1.0");
+    r.set_target(target);
+    for (auto [percent, min_devices] : stages) {
+      auto* s = r.add_stages();
+      s->set_percent(percent);
+      s->set_min_devices(min_devices);
+      s->set_success_threshold(0.9);
+    }
+    return r;
+  }
+
+  int64_t CountRollouts() {
+    int64_t n = -1;
+    EXPECT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT count(*) FROM rollouts"));
+                  n = rows[0].Int(0);
+                  return Status::Ok();
+                }).ok());
+    return n;
+  }
+
+  auth::Principal admin_{1, "admin", v1::ROLE_ADMIN};
+  testing::TempDir dir_{"fleet-core"};
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<blob::BlobStore> store_;
+  std::unique_ptr<registry::ArtifactCache> cache_;
+  std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<RolloutManager> rollouts_;
+};
+
+TEST_F(FleetCoreTest, BucketsInSqlEqualBucketsInCpp) {
+  std::vector<std::string> ids = AddDevices(300, "berlin");
+  for (const std::string rollout : {"ro-1", "ro-42", "ro-9999999"}) {
+    std::map<std::string, double> in_sql;
+    ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT d.device_id, " +
+                                                         CohortBucketSql("d.device_id", "$1::text") + " FROM devices d",
+                                                         {rollout}));
+                  for (const auto& row : rows) in_sql[row.Str(0)] = row.Double(1);
+                  return Status::Ok();
+                }).ok());
+    ASSERT_EQ(in_sql.size(), ids.size());
+    double min = 1, max = 0;
+    for (const auto& id : ids) {
+      double bucket = CohortBucket(id, rollout);
+      EXPECT_EQ(in_sql[id], bucket) << id << " in " << rollout;  // exactly, not approximately
+      min = std::min(min, bucket);
+      max = std::max(max, bucket);
+    }
+    // Spread over [0, 1): not all in one corner.
+    EXPECT_LT(min, 0.05);
+    EXPECT_GT(max, 0.95);
+  }
+}
+
+TEST_F(FleetCoreTest, StageCohortsHonourMinimumsAndAreStickySupersets) {
+  std::vector<std::string> berlin = AddDevices(200, "berlin");
+  AddDevices(50, "paris");
+  auto created = rollouts_->Create(Request("site = \"berlin\"", {{10, 30}, {50, 0}, {100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  ASSERT_EQ(created->state(), v1::ROLLOUT_STATE_RUNNING);
+  auto members = [&](double cutoff) {
+    std::set<std::string> in;
+    for (const auto& id : berlin) {
+      if (CohortBucket(id, created->rollout_id()) < cutoff) in.insert(id);
+    }
+    return in;
+  };
+  // Stage 0: 10% of 200 is 20, but at least 30 devices.
+  std::set<std::string> stage0 = members(created->cohort_cutoff());
+  EXPECT_EQ(stage0.size(), 30u);
+  EXPECT_EQ(created->progress().devices(), 30u);  // the SQL count agrees with the C++ membership
+
+  auto row_id = RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
+  ASSERT_TRUE(row_id);
+  auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
+  ASSERT_TRUE(advanced && *advanced);
+  auto stage1 = rollouts_->Get(created->rollout_id());
+  ASSERT_TRUE(stage1);
+  std::set<std::string> members1 = members(stage1->cohort_cutoff());
+  EXPECT_EQ(members1.size(), 100u);
+  EXPECT_EQ(stage1->progress().devices(), 100u);
+  EXPECT_TRUE(std::includes(members1.begin(), members1.end(), stage0.begin(), stage0.end()));
+
+  // A device enrolling later lands in its own bucket: inside iff below the cutoff.
+  std::vector<std::string> late = AddDevices(40, "berlin", 1000);
+  size_t late_inside = 0;
+  for (const auto& id : late) late_inside += CohortBucket(id, created->rollout_id()) < stage1->cohort_cutoff();
+  auto after = rollouts_->Get(created->rollout_id());
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->progress().devices(), 100u + late_inside);
+}
+
+TEST_F(FleetCoreTest, TransitionsHappenExactlyOnceUnderRaces) {
+  AddDevices(100, "berlin");
+  auto created = rollouts_->Create(Request("*", {{20, 0}, {100, 0}}), admin_);
+  ASSERT_TRUE(created);
+  int64_t row_id = *RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
+  std::atomic<int> made{0};
+  std::vector<std::thread> racers;
+  for (int i = 0; i < 8; ++i) {
+    racers.emplace_back([&] {
+      auto r = rollouts_->Transition(row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "racer", "", true});
+      if (r && *r) ++made;
+    });
+  }
+  for (auto& t : racers) t.join();
+  EXPECT_EQ(made.load(), 1);
+  auto events = rollouts_->EventsAfter(created->rollout_id(), 0);
+  ASSERT_TRUE(events);
+  int advances = 0;
+  for (const auto& [id, e] : *events) advances += e.kind() == "stage_advanced";
+  EXPECT_EQ(advances, 1);
+  auto now = rollouts_->Get(created->rollout_id());
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->current_stage(), 1u);
+}
+
+TEST_F(FleetCoreTest, OverlappingRolloutsAreRefusedOrQueued) {
+  AddDevices(20, "berlin");
+  AddDevices(20, "paris");
+  auto first = rollouts_->Create(Request("site = \"berlin\"", {{100, 0}}), admin_);
+  ASSERT_TRUE(first);
+  auto clash = rollouts_->Create(Request("site in (\"berlin\", \"paris\")", {{100, 0}}), admin_);
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(clash.error().message().find(first->rollout_id()), std::string::npos) << clash.error().message();
+  auto other_site = rollouts_->Create(Request("site = \"paris\"", {{100, 0}}), admin_);
+  ASSERT_TRUE(other_site) << other_site.error().ToString();
+  auto queue_request = Request("*", {{100, 0}});
+  queue_request.set_queue_if_conflicting(true);
+  auto queued = rollouts_->Create(queue_request, admin_);
+  ASSERT_TRUE(queued) << queued.error().ToString();
+  EXPECT_EQ(queued->state(), v1::ROLLOUT_STATE_QUEUED);
+  EXPECT_EQ(queued->progress().devices(), 0u);
+}
+
+TEST_F(FleetCoreTest, BadRolloutRequestsCreateNothing) {
+  AddDevices(5, "berlin");
+  struct Bad {
+    std::string name;
+    v1::CreateRolloutRequest request;
+    StatusCode code;
+    std::string field;
+  };
+  std::vector<Bad> bad;
+  auto base = Request("*", {{10, 0}, {100, 0}});
+  {
+    auto r = base;
+    r.set_version("9.9.9");
+    bad.push_back({"unknown version", r, StatusCode::kNotFound, "version"});
+  }
+  {
+    auto r = base;
+    r.set_target("");
+    bad.push_back({"empty target", r, StatusCode::kInvalidArgument, "target"});
+  }
+  {
+    auto r = base;
+    r.set_target("site = ");
+    bad.push_back({"selector does not parse", r, StatusCode::kInvalidArgument, "target"});
+  }
+  {
+    auto r = base;
+    r.mutable_stages(1)->set_percent(5);
+    bad.push_back({"percentages out of order", r, StatusCode::kInvalidArgument, "stages[1].percent"});
+  }
+  {
+    auto r = base;
+    r.mutable_stages(1)->set_percent(120);
+    bad.push_back({"percentage above 100", r, StatusCode::kInvalidArgument, "stages[1].percent"});
+  }
+  {
+    auto r = base;
+    r.mutable_stages(0)->set_success_threshold(1.5);
+    bad.push_back({"threshold above 1", r, StatusCode::kInvalidArgument, "stages[0].success_threshold"});
+  }
+  {
+    auto r = base;
+    r.mutable_stages(0)->mutable_gates()->set_max_failure_ratio(2);
+    bad.push_back({"failure ratio above 1", r, StatusCode::kInvalidArgument, "stages[0].gates.max_failure_ratio"});
+  }
+  {
+    auto r = base;
+    r.clear_stages();
+    bad.push_back({"no stages", r, StatusCode::kInvalidArgument, "stages"});
+  }
+  for (const Bad& b : bad) {
+    auto result = rollouts_->Create(b.request, admin_);
+    ASSERT_FALSE(result) << b.name;
+    EXPECT_EQ(result.error().code(), b.code) << b.name << ": " << result.error().ToString();
+    EXPECT_EQ(result.error().field(), b.field) << b.name << ": " << result.error().ToString();
+  }
+  EXPECT_EQ(CountRollouts(), 0);
+}
+
+}  // namespace
+}  // namespace modelfleet::fleet
