@@ -10,6 +10,7 @@
 #include "modelfleet/crypto.h"
 #include "modelfleet/manifest.h"
 #include "modelfleet/v1/admin.grpc.pb.h"
+#include "modelfleet/v1/fleet.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
 #include "modelfleet/validation.h"
 
@@ -314,6 +315,209 @@ Status AddPublisherKey(const Connection& c, const std::string& key_id, const std
   MF_RETURN_IF_ERROR(FromGrpc(stub->AddPublisherKey(&call.context, req, &key)));
   PrintJson(key);
   return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------- fleet
+
+Status CreateEnrollmentToken(const Connection& c, const std::string& name, uint32_t max_uses, int64_t ttl,
+                             bool auto_accept) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::CreateEnrollmentTokenRequest req;
+  req.set_name(name);
+  req.set_max_uses(max_uses);
+  req.set_ttl_seconds(ttl);
+  req.set_auto_accept(auto_accept);
+  Call call(c);
+  v1::CreateEnrollmentTokenResponse resp;
+  MF_RETURN_IF_ERROR(FromGrpc(stub->CreateEnrollmentToken(&call.context, req, &resp)));
+  PrintJson(resp);
+  return Status::Ok();
+}
+
+Status ListDevices(const Connection& c, const std::string& filter) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::ListDevicesRequest req;
+  req.set_filter(filter);
+  do {
+    Call call(c);
+    v1::ListDevicesResponse resp;
+    MF_RETURN_IF_ERROR(FromGrpc(stub->ListDevices(&call.context, req, &resp)));
+    for (const auto& d : resp.devices()) PrintJson(d);
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return Status::Ok();
+}
+
+Status SetDeviceAdmission(const Connection& c, const std::string& device_id, const std::string& admission,
+                          const std::string& reason) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::SetDeviceAdmissionRequest req;
+  req.set_device_id(device_id);
+  v1::DeviceAdmission parsed;
+  std::string upper = admission;
+  for (auto& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (!v1::DeviceAdmission_Parse("DEVICE_ADMISSION_" + upper, &parsed)) {
+    return InvalidArgument("admission", "must be accepted, rejected or decommissioned");
+  }
+  req.set_admission(parsed);
+  req.set_reason(reason);
+  Call call(c);
+  v1::Device d;
+  MF_RETURN_IF_ERROR(FromGrpc(stub->SetDeviceAdmission(&call.context, req, &d)));
+  PrintJson(d);
+  return Status::Ok();
+}
+
+Expected<v1::Stage> ParseStage(const std::string& spec) {
+  v1::Stage stage;
+  std::stringstream parts(spec);
+  std::string part;
+  bool first = true;
+  auto number = [&](const std::string& text, const std::string& what) -> Expected<double> {
+    try {
+      size_t used = 0;
+      double v = std::stod(text, &used);
+      if (used != text.size()) throw std::invalid_argument(what);
+      return v;
+    } catch (const std::exception&) {
+      return Fail(InvalidArgument("--stage", "'" + text + "' is not a number for " + what + " in '" + spec + "'"));
+    }
+  };
+  while (std::getline(parts, part, ':')) {
+    if (first) {
+      MF_ASSIGN_OR_RETURN(double percent, number(part, "the percentage"));
+      stage.set_percent(percent);
+      stage.set_success_threshold(1.0);
+      first = false;
+      continue;
+    }
+    if (part == "approval") {
+      stage.set_requires_approval(true);
+      continue;
+    }
+    MF_ASSIGN_OR_RETURN(auto kv, SplitPair(part, '=', "--stage"));
+    MF_ASSIGN_OR_RETURN(double v, number(kv.second, kv.first));
+    auto* g = stage.mutable_gates();
+    if (kv.first == "min") {
+      stage.set_min_devices(static_cast<uint32_t>(v));
+    } else if (kv.first == "soak") {
+      stage.set_soak_seconds(static_cast<uint32_t>(v));
+    } else if (kv.first == "threshold") {
+      stage.set_success_threshold(v);
+    } else if (kv.first == "max-failure") {
+      g->set_max_failure_ratio(v);
+    } else if (kv.first == "max-error") {
+      g->set_max_error_ratio(v);
+    } else if (kv.first == "max-p95") {
+      g->set_max_p95_latency_ms(v);
+    } else if (kv.first == "max-shift") {
+      g->set_max_class_shift(v);
+    } else if (kv.first == "min-inferences") {
+      g->set_min_inferences(static_cast<uint64_t>(v));
+    } else {
+      return Fail(InvalidArgument("--stage", "unknown key '" + kv.first + "' in '" + spec + "'"));
+    }
+  }
+  if (first) return Fail(InvalidArgument("--stage", "is empty"));
+  return stage;
+}
+
+Status CreateRollout(const Connection& c, const std::string& model, const std::string& version,
+                     const std::string& target, const std::vector<std::string>& stages, bool auto_rollback,
+                     uint32_t timeout_seconds, bool queue) {
+  v1::CreateRolloutRequest req;
+  req.set_model(model);
+  req.set_version(version);
+  req.set_target(target);
+  req.set_auto_rollback(auto_rollback);
+  req.set_deployment_timeout_seconds(timeout_seconds);
+  req.set_queue_if_conflicting(queue);
+  for (const auto& spec : stages) {
+    MF_ASSIGN_OR_RETURN(*req.add_stages(), ParseStage(spec));
+  }
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  Call call(c);
+  v1::Rollout r;
+  MF_RETURN_IF_ERROR(FromGrpc(stub->CreateRollout(&call.context, req, &r)));
+  PrintJson(r);
+  return Status::Ok();
+}
+
+Status ListRollouts(const Connection& c, const std::string& model) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::ListRolloutsRequest req;
+  req.set_model(model);
+  do {
+    Call call(c);
+    v1::ListRolloutsResponse resp;
+    MF_RETURN_IF_ERROR(FromGrpc(stub->ListRollouts(&call.context, req, &resp)));
+    for (const auto& r : resp.rollouts()) PrintJson(r);
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return Status::Ok();
+}
+
+Status GetRollout(const Connection& c, const std::string& rollout_id) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::GetRolloutRequest req;
+  req.set_rollout_id(rollout_id);
+  Call call(c);
+  v1::Rollout r;
+  MF_RETURN_IF_ERROR(FromGrpc(stub->GetRollout(&call.context, req, &r)));
+  PrintJson(r);
+  return Status::Ok();
+}
+
+Status RolloutAction(const Connection& c, const std::string& verb, const std::string& rollout_id,
+                     const std::string& reason) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::RolloutActionRequest req;
+  req.set_rollout_id(rollout_id);
+  req.set_reason(reason);
+  Call call(c);
+  v1::Rollout r;
+  grpc::Status s;
+  if (verb == "pause") {
+    s = stub->PauseRollout(&call.context, req, &r);
+  } else if (verb == "resume") {
+    s = stub->ResumeRollout(&call.context, req, &r);
+  } else if (verb == "approve") {
+    s = stub->ApproveStage(&call.context, req, &r);
+  } else if (verb == "abort") {
+    s = stub->AbortRollout(&call.context, req, &r);
+  } else if (verb == "rollback") {
+    s = stub->RollbackRollout(&call.context, req, &r);
+  } else if (verb == "retry") {
+    s = stub->RetryFailed(&call.context, req, &r);
+  } else {
+    return InvalidArgument("verb", "must be pause, resume, approve, abort, rollback or retry");
+  }
+  MF_RETURN_IF_ERROR(FromGrpc(s));
+  PrintJson(r);
+  return Status::Ok();
+}
+
+Status WatchRollout(const Connection& c, const std::string& rollout_id, bool fail_on_pause) {
+  MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(c));
+  v1::WatchRolloutRequest req;
+  req.set_rollout_id(rollout_id);
+  Call call(c);
+  auto reader = stub->WatchRollout(&call.context, req);
+  v1::RolloutEvent event;
+  v1::RolloutState last = v1::ROLLOUT_STATE_UNSPECIFIED;
+  while (reader->Read(&event)) {
+    PrintJson(event);
+    last = event.rollout().state();
+    if (fail_on_pause && last == v1::ROLLOUT_STATE_PAUSED) {
+      call.context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok() && !(fail_on_pause && last == v1::ROLLOUT_STATE_PAUSED)) return FromGrpc(s);
+  if (last == v1::ROLLOUT_STATE_COMPLETED) return Status::Ok();
+  return FailedPrecondition("rollout " + rollout_id + " ended " + v1::RolloutState_Name(last) + ": " +
+                            event.rollout().state_reason());
 }
 
 }  // namespace modelfleet::cli

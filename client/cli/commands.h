@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "modelfleet/status.h"
+#include "modelfleet/v1/fleet.pb.h"
 
 namespace modelfleet::cli {
 
@@ -49,5 +50,28 @@ Status AliasHistory(const Connection& c, const std::string& model, const std::st
 Status Download(const Connection& c, const std::string& ref, const std::string& out);
 Status CreateToken(const Connection& c, const std::string& name, const std::string& role, int64_t ttl);
 Status AddPublisherKey(const Connection& c, const std::string& key_id, const std::string& pem_file);
+
+// ---- fleet
+Status CreateEnrollmentToken(const Connection& c, const std::string& name, uint32_t max_uses, int64_t ttl,
+                             bool auto_accept);
+Status ListDevices(const Connection& c, const std::string& filter);
+Status SetDeviceAdmission(const Connection& c, const std::string& device_id, const std::string& admission,
+                          const std::string& reason);
+
+// A stage spec: "PERCENT[:key=value...]" with keys min (devices), soak (seconds), threshold
+// (success share), max-failure, max-error, max-p95 (ms), max-shift, min-inferences, approval.
+// e.g. "10:min=5:soak=30:threshold=0.9:max-failure=0.1:max-p95=40"
+Expected<v1::Stage> ParseStage(const std::string& spec);
+Status CreateRollout(const Connection& c, const std::string& model, const std::string& version,
+                     const std::string& target, const std::vector<std::string>& stages, bool auto_rollback,
+                     uint32_t timeout_seconds, bool queue);
+Status ListRollouts(const Connection& c, const std::string& model);
+Status GetRollout(const Connection& c, const std::string& rollout_id);
+// verb: pause, resume, approve, abort, rollback, retry
+Status RolloutAction(const Connection& c, const std::string& verb, const std::string& rollout_id,
+                     const std::string& reason);
+// Streams events until the rollout ends. Returns OK if it COMPLETED, FAILED_PRECONDITION if it
+// ended otherwise (aborted, rolled back) or paused when `fail_on_pause` is set.
+Status WatchRollout(const Connection& c, const std::string& rollout_id, bool fail_on_pause);
 
 }  // namespace modelfleet::cli

@@ -93,6 +93,67 @@ int main(int argc, char** argv) {
   key_add->add_option("pem", pem)->required()->check(CLI::ExistingFile);
   key_add->callback([&] { result = AddPublisherKey(conn, key_id, pem); });
 
+  // ---- fleet
+  auto* enroll = app.add_subcommand("enroll-token", "fleet enrollment tokens")->require_subcommand(1);
+  uint32_t max_uses = 0;
+  bool auto_accept = false;
+  auto* enroll_create = enroll->add_subcommand("create", "create an enrollment token (shown once)");
+  enroll_create->add_option("name", name)->required();
+  enroll_create->add_option("--max-uses", max_uses, "0 = unlimited");
+  enroll_create->add_option("--ttl-seconds", ttl);
+  enroll_create->add_flag("--auto-accept", auto_accept, "devices enrolling with it are accepted at once");
+  enroll_create->callback([&] { result = CreateEnrollmentToken(conn, name, max_uses, ttl, auto_accept); });
+
+  auto* devices = app.add_subcommand("devices", "the fleet's devices")->require_subcommand(1);
+  auto* devices_list = devices->add_subcommand("list", "list devices");
+  devices_list->add_option("--filter", filter, "e.g. 'site = \"berlin\" AND offline_for > 3600'");
+  devices_list->callback([&] { result = ListDevices(conn, filter); });
+  std::string device_id;
+  for (const char* verb : {"accept", "reject", "decommission"}) {
+    auto* cmd = devices->add_subcommand(verb, std::string(verb) + " a device");
+    cmd->add_option("device_id", device_id)->required();
+    cmd->add_option("--reason", reason);
+    std::string admission = std::string(verb) == "accept" ? "accepted"
+                            : std::string(verb) == "reject" ? "rejected" : "decommissioned";
+    cmd->callback([&, admission] { result = SetDeviceAdmission(conn, device_id, admission, reason); });
+  }
+
+  auto* rollout = app.add_subcommand("rollout", "staged rollouts")->require_subcommand(1);
+  std::string target, rollout_id;
+  std::vector<std::string> stages;
+  bool auto_rollback = false, queue = false, fail_on_pause = false;
+  uint32_t deployment_timeout = 0;
+  auto* rollout_create = rollout->add_subcommand("create", "roll a version out in stages");
+  rollout_create->add_option("model", name)->required();
+  rollout_create->add_option("version", version)->required();
+  rollout_create->add_option("--target", target, "device selector, \"*\" for all")->required();
+  rollout_create->add_option("--stage", stages, "PERCENT[:min=N][:soak=S][:threshold=X][:max-failure=X][:max-error=X]"
+                                                "[:max-p95=MS][:max-shift=X][:min-inferences=N][:approval]")
+      ->required();
+  rollout_create->add_flag("--auto-rollback", auto_rollback, "roll back by itself when a gate breaks");
+  rollout_create->add_option("--deployment-timeout-seconds", deployment_timeout);
+  rollout_create->add_flag("--queue", queue, "queue behind a conflicting rollout instead of failing");
+  rollout_create->callback([&] {
+    result = CreateRollout(conn, name, version, target, stages, auto_rollback, deployment_timeout, queue);
+  });
+  auto* rollout_list = rollout->add_subcommand("list", "list rollouts, newest first");
+  rollout_list->add_option("--model", name, "only this model's");
+  rollout_list->callback([&] { result = ListRollouts(conn, name); });
+  auto* rollout_show = rollout->add_subcommand("show", "a rollout with its progress");
+  rollout_show->add_option("rollout_id", rollout_id)->required();
+  rollout_show->callback([&] { result = GetRollout(conn, rollout_id); });
+  auto* rollout_watch = rollout->add_subcommand("watch", "follow a rollout; exit 0 when it completes");
+  rollout_watch->add_option("rollout_id", rollout_id)->required();
+  rollout_watch->add_flag("--fail-on-pause", fail_on_pause, "exit non-zero as soon as it pauses");
+  rollout_watch->callback([&] { result = WatchRollout(conn, rollout_id, fail_on_pause); });
+  for (const char* verb : {"pause", "resume", "approve", "abort", "rollback", "retry"}) {
+    auto* cmd = rollout->add_subcommand(verb, std::string(verb) + " a rollout");
+    cmd->add_option("rollout_id", rollout_id)->required();
+    cmd->add_option("--reason", reason);
+    std::string v = verb;
+    cmd->callback([&, v] { result = RolloutAction(conn, v, rollout_id, reason); });
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
