@@ -1,5 +1,7 @@
 #include "fleet/device_selector.h"
 
+#include "util/filter_lexer.h"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -36,15 +38,6 @@ bool IsNumeric(Field f) {
   return f == Field::kSensorRows || f == Field::kSensorCols || f == Field::kOfflineFor;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 std::string Upper(std::string_view s) {
   std::string out(s);
@@ -61,10 +54,10 @@ std::string JoinNames(const auto& names) {
   return out;
 }
 
-class SelectorParser {
+class SelectorParser : private FilterLexer {
  public:
   SelectorParser(std::string_view input, SelectorKind kind, const std::string& field)
-      : in_(input), kind_(kind), field_(field) {}
+      : FilterLexer(input, field), kind_(kind) {}
 
   Expected<std::vector<Term>> Parse() {
     std::vector<Term> terms;
@@ -88,24 +81,6 @@ class SelectorParser {
   }
 
  private:
-  bool AtEnd() const { return pos_ >= in_.size(); }
-  void SkipSpace() {
-    while (!AtEnd() && std::isspace(static_cast<unsigned char>(in_[pos_]))) ++pos_;
-  }
-  static bool IsWordChar(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-  }
-  std::string_view Word() {
-    SkipSpace();
-    size_t start = pos_;
-    while (!AtEnd() && IsWordChar(in_[pos_])) ++pos_;
-    return in_.substr(start, pos_ - start);
-  }
-  std::unexpected<Status> ErrorAt(size_t pos, std::string_view what) const {
-    return Fail(InvalidArgument(field_, std::string(what) + " at column " + std::to_string(pos + 1)));
-  }
-  std::unexpected<Status> Error(std::string_view what) const { return ErrorAt(pos_, what); }
-
   // = != < <= > >= in, not in. Leaves pos_ at the operator on failure.
   Expected<Op> ParseOp(std::string_view name) {
     SkipSpace();
@@ -133,26 +108,6 @@ class SelectorParser {
     return Error("expected an operator (=, !=, <, <=, >, >=, in, not in) after '" + std::string(name) + "'");
   }
 
-  Expected<std::string> ParseString(std::string_view what) {
-    SkipSpace();
-    if (AtEnd() || in_[pos_] != '"') return Error("expected " + std::string(what));
-    size_t open = pos_;
-    ++pos_;
-    std::string out;
-    while (!AtEnd() && in_[pos_] != '"') {
-      if (in_[pos_] == '\\') {
-        ++pos_;
-        if (AtEnd() || (in_[pos_] != '"' && in_[pos_] != '\\')) {
-          return Error("bad escape in string (only \\\" and \\\\ are allowed)");
-        }
-      }
-      out.push_back(in_[pos_++]);
-    }
-    if (AtEnd()) return ErrorAt(open, "unterminated string starting");
-    ++pos_;
-    return out;
-  }
-
   // -?[0-9]+ not followed by a word character, fitting in int64.
   Expected<int64_t> ParseInteger(std::string_view name) {
     SkipSpace();
@@ -175,7 +130,7 @@ class SelectorParser {
     if (term.field == Field::kAdmission || term.field == Field::kDeploymentStep) {
       std::string value;
       if (!AtEnd() && in_[pos_] == '"') {
-        MF_ASSIGN_OR_RETURN(value, ParseString("a name"));
+        MF_ASSIGN_OR_RETURN(value, QuotedString("a name"));
       } else {
         value = std::string(Word());
       }
@@ -198,7 +153,7 @@ class SelectorParser {
       }
       return std::string(w);
     }
-    return ParseString("a double-quoted string for '" + std::string(name) + "'");
+    return QuotedString("a double-quoted string for '" + std::string(name) + "'");
   }
 
   Expected<Term> ParseTerm() {
@@ -281,7 +236,7 @@ class SelectorParser {
         return Error("'running' can only be compared with = or !=");
       }
       size_t value_start = (SkipSpace(), pos_);
-      MF_ASSIGN_OR_RETURN(std::string value, ParseString("a double-quoted \"model@version\" for 'running'"));
+      MF_ASSIGN_OR_RETURN(std::string value, QuotedString("a double-quoted \"model@version\" for 'running'"));
       size_t at = value.find('@');
       if (at == std::string::npos || at == 0 || at + 1 == value.size() ||
           value.find('@', at + 1) != std::string::npos) {
@@ -323,10 +278,7 @@ class SelectorParser {
     }
   }
 
-  std::string_view in_;
   SelectorKind kind_;
-  const std::string& field_;
-  size_t pos_ = 0;
 };
 
 bool Contains(const std::vector<std::string>& values, const std::string& v) {

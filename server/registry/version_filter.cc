@@ -1,5 +1,7 @@
 #include "registry/version_filter.h"
 
+#include "util/filter_lexer.h"
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -21,9 +23,9 @@ std::string_view FilterOpSql(FilterOp op) {
 
 namespace {
 
-class FilterParser {
+class FilterParser : private FilterLexer {
  public:
-  explicit FilterParser(std::string_view input) : in_(input) {}
+  explicit FilterParser(std::string_view input) : FilterLexer(input, "filter") {}
 
   Expected<std::vector<FilterTerm>> Parse() {
     std::vector<FilterTerm> terms;
@@ -38,32 +40,13 @@ class FilterParser {
       terms.push_back(std::move(term));
       SkipSpace();
       if (AtEnd()) return terms;
-      std::string word = Word();
-      if (word.size() != 3 || std::toupper(word[0]) != 'A' || std::toupper(word[1]) != 'N' ||
-          std::toupper(word[2]) != 'D') {
+      if (!EqualsIgnoreCase(Word(), "AND")) {
         return Error("expected AND or the end of the filter");
       }
     }
   }
 
  private:
-  bool AtEnd() const { return pos_ >= in_.size(); }
-  void SkipSpace() {
-    while (!AtEnd() && std::isspace(static_cast<unsigned char>(in_[pos_]))) ++pos_;
-  }
-  static bool IsWordChar(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-  }
-  std::string Word() {
-    SkipSpace();
-    size_t start = pos_;
-    while (!AtEnd() && IsWordChar(in_[pos_])) ++pos_;
-    return std::string(in_.substr(start, pos_ - start));
-  }
-  std::unexpected<Status> Error(std::string_view what) const {
-    return Fail(InvalidArgument("filter", std::string(what) + " at column " + std::to_string(pos_ + 1)));
-  }
-
   Expected<FilterOp> ParseOp() {
     SkipSpace();
     auto take = [&](std::string_view s, FilterOp op) -> std::optional<FilterOp> {
@@ -78,23 +61,6 @@ class FilterParser {
       if (auto r = take(s, op)) return *r;
     }
     return Error("expected an operator (=, !=, <, <=, >, >=)");
-  }
-
-  Expected<std::string> ParseString() {
-    SkipSpace();
-    if (AtEnd() || in_[pos_] != '"') return Error("expected a double-quoted string");
-    ++pos_;
-    std::string out;
-    while (!AtEnd() && in_[pos_] != '"') {
-      if (in_[pos_] == '\\') {
-        ++pos_;
-        if (AtEnd() || (in_[pos_] != '"' && in_[pos_] != '\\')) return Error("bad escape in string");
-      }
-      out.push_back(in_[pos_++]);
-    }
-    if (AtEnd()) return Error("unterminated string");
-    ++pos_;
-    return out;
   }
 
   Expected<double> ParseNumber() {
@@ -116,7 +82,7 @@ class FilterParser {
   Expected<FilterTerm> ParseTerm() {
     SkipSpace();
     size_t start = pos_;
-    std::string field = Word();
+    std::string field(Word());
     if (field.empty()) return Error("expected a field (metrics.<key>, labels.<key>, alias, format, version, state)");
     FilterTerm term{};
     auto keyed = [&](std::string_view prefix, FilterTerm::Field f) -> bool {
@@ -155,20 +121,18 @@ class FilterParser {
       bool quoted = !AtEnd() && in_[pos_] == '"';
       std::string value;
       if (quoted) {
-        MF_ASSIGN_OR_RETURN(value, ParseString());
+        MF_ASSIGN_OR_RETURN(value, QuotedString("a double-quoted string"));
       } else {
-        value = Word();
+        value = std::string(Word());
       }
       if (value != "READY" && value != "ARCHIVED") return Error("state must be READY or ARCHIVED");
       term.text = value;
       return term;
     }
-    MF_ASSIGN_OR_RETURN(term.text, ParseString());
+    MF_ASSIGN_OR_RETURN(term.text, QuotedString("a double-quoted string"));
     return term;
   }
 
-  std::string_view in_;
-  size_t pos_ = 0;
 };
 
 }  // namespace
