@@ -40,7 +40,13 @@ CREATE TABLE devices (
   created_at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX devices_site ON devices (site);
-CREATE INDEX devices_last_seen ON devices (last_seen);
+-- The check-in path finds a device by its credential.
+CREATE UNIQUE INDEX devices_token ON devices (token_id);
+-- No index on last_seen: it changes on every written-behind check-in, and an index on it
+-- would make every such update rewrite the row's index entries (no HOT updates).
+
+-- Replicas poll for recently revoked tokens to drop them from their authentication caches.
+CREATE INDEX api_tokens_revoked ON api_tokens (revoked_at) WHERE revoked_at IS NOT NULL;
 
 CREATE TABLE device_events (
   id          BIGSERIAL PRIMARY KEY,

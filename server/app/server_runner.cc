@@ -178,7 +178,9 @@ int RunServer(const ServerConfig& config) {
   registry::RegistryOptions registry_options;
   registry_options.require_signatures = config.require_signatures;
   registry::Registry registry(**pool, **store, cache, registry_options);
-  auth::TokenStore tokens(**pool);
+  // Long-lived authentication cache; revocations reach it within a second from any replica.
+  auth::TokenStore tokens(**pool, std::chrono::minutes(10));
+  tokens.StartRevocationWatcher(std::chrono::seconds(1));
   grpc_edge::RegistryServiceImpl registry_service(registry, tokens);
   grpc_edge::AdminServiceImpl admin_service(registry, tokens);
 

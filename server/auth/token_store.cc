@@ -34,6 +34,40 @@ TokenStore::TokenStore(db::Pool& pool, std::chrono::milliseconds cache_ttl)
 
 std::string TokenStore::HashSecret(const std::string& secret) { return Sha256Hex(secret); }
 
+TokenStore::~TokenStore() {
+  stop_watcher_ = true;
+  watcher_wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void TokenStore::StartRevocationWatcher(std::chrono::milliseconds interval) {
+  watcher_ = std::thread([this, interval] {
+    while (!stop_watcher_) {
+      {
+        std::unique_lock lock(mu_);
+        watcher_wake_.wait_for(lock, interval, [&] { return stop_watcher_.load(); });
+      }
+      if (stop_watcher_) break;
+      // A window of several intervals, so a slow or failed poll misses nothing.
+      (void)DropRecentlyRevoked(interval * 5 + std::chrono::seconds(5));
+    }
+  });
+}
+
+Status TokenStore::DropRecentlyRevoked(std::chrono::milliseconds window) {
+  std::vector<std::string> revoked;
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT token_hash FROM api_tokens WHERE revoked_at > now() - make_interval(secs => $1::float8)",
+        {static_cast<double>(window.count()) / 1000.0}));
+    for (const auto& row : rows) revoked.push_back(row.Str(0));
+    return Status::Ok();
+  }));
+  std::lock_guard lock(mu_);
+  for (const auto& hash : revoked) cache_.erase(hash);
+  return Status::Ok();
+}
+
 Expected<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateTokenRequest& request,
                                                      const std::string& created_by) {
   v1::CreateTokenResponse response;
@@ -109,7 +143,7 @@ Expected<Principal> TokenStore::Authenticate(const std::string& secret) {
     return Fail(Unauthenticated("unknown, revoked or expired bearer token"));
   }
   entry.fetched = now;
-  if (cache_.size() > 100000) cache_.clear();  // bound memory under token churn
+  if (cache_.size() > 4'000'000) cache_.clear();  // bound memory under token churn
   cache_[hash] = entry;
   return entry.principal;
 }

@@ -5,13 +5,18 @@
 // needed), and lookups are by hash.
 //
 // Authenticate() caches positive results for `cache_ttl` (default 5 s) so the per-call cost
-// is a hash and a map lookup; a revoked token therefore stops working within cache_ttl on
-// other replicas (at once on the replica that revoked it).
+// is a hash and a map lookup. A revoked token stops working at once on the replica that
+// revoked it; on other replicas within cache_ttl, or within the watch interval when
+// StartRevocationWatcher runs (which lets cache_ttl be long: a fleet checking in every minute
+// then authenticates from memory).
 //
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -48,6 +53,13 @@ class TokenStore {
 
   static std::string HashSecret(const std::string& secret);
 
+  // Polls every `interval` for tokens revoked (by any replica) within the last few intervals
+  // and drops them from this replica's cache. Stops when the store is destroyed.
+  void StartRevocationWatcher(std::chrono::milliseconds interval);
+  // One poll of the above. UNAVAILABLE if the database is down (the cache is kept).
+  Status DropRecentlyRevoked(std::chrono::milliseconds window);
+  ~TokenStore();
+
  private:
   struct CachedPrincipal {
     Principal principal;
@@ -58,6 +70,10 @@ class TokenStore {
   const std::chrono::milliseconds cache_ttl_;
   std::mutex mu_;
   std::unordered_map<std::string, CachedPrincipal> cache_;  // by hash
+
+  std::atomic<bool> stop_watcher_{false};
+  std::condition_variable watcher_wake_;
+  std::thread watcher_;
 };
 
 }  // namespace modelfleet::auth

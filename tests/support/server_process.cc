@@ -21,7 +21,7 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::strin
             "--blob-dir", server->blob_dir_.string(),
             "--cache-dir", (server->work_->path() / "cache").string(),
             "--shutdown-grace-seconds", "20",
-            "--db-pool-size", "4"};
+            "--db-pool-size", std::to_string(o.db_pool_size)};
   if (o.blob_store == "s3") {
     for (const auto& a : {std::string("--s3-endpoint"), o.s3_endpoint, std::string("--s3-bucket"), o.s3_bucket}) {
       p.argv.push_back(a);

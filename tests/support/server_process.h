@@ -21,6 +21,7 @@ class ServerProcess {
     std::filesystem::path blob_dir;            // local store (default: inside the work dir)
     std::string s3_endpoint, s3_bucket = "modelfleet", s3_access_key, s3_secret_key;
     std::filesystem::path tls_cert, tls_key;   // empty: --insecure
+    int db_pool_size = 4;
     std::vector<std::string> extra_args;
   };
 
