@@ -96,6 +96,14 @@ void CheckInService::InvalidateDevices() {
   devices_.clear();
 }
 
+namespace {
+// Serializes snapshot loads (CurrentSnapshot holds it around ReloadSnapshot).
+std::mutex& SnapshotLoadMutex() {
+  static std::mutex mu;
+  return mu;
+}
+}  // namespace
+
 Status CheckInService::ReloadSnapshot() {
   auto snapshot = std::make_shared<Snapshot>();
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
@@ -127,11 +135,27 @@ Status CheckInService::ReloadSnapshot() {
 }
 
 Expected<std::shared_ptr<const CheckInService::Snapshot>> CheckInService::CurrentSnapshot() {
-  if (snapshot_dirty_.exchange(false)) {
-    Status s = ReloadSnapshot();
-    if (!s.ok()) {
-      snapshot_dirty_ = true;
-      return Fail(s);
+  bool loaded = false;
+  {
+    std::lock_guard lock(snapshot_mu_);
+    loaded = snapshot_ != nullptr;
+  }
+  if (snapshot_dirty_.load() || !loaded) {
+    // Every check-in that sees the rollouts changed (or none loaded yet) waits for the reload:
+    // going on with the old snapshot meanwhile would hand out new assignments of a rollout this
+    // replica has just paused, aborted or rolled back.
+    std::lock_guard load(SnapshotLoadMutex());
+    bool reload = snapshot_dirty_.exchange(false);  // before reading: a change during the read marks it again
+    {
+      std::lock_guard lock(snapshot_mu_);
+      reload = reload || snapshot_ == nullptr;
+    }
+    if (reload) {
+      Status s = ReloadSnapshot();
+      if (!s.ok()) {
+        snapshot_dirty_ = true;
+        return Fail(s);
+      }
     }
   }
   std::lock_guard lock(snapshot_mu_);
@@ -165,6 +189,17 @@ Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Pr
   return info;
 }
 
+namespace {
+Status ReadManifest(db::Tx& tx, const std::string& model, const std::string& version, v1::Manifest* manifest) {
+  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+      "SELECT v.manifest FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2",
+      {model, version}));
+  if (rows.empty()) return NotFound("version " + model + "@" + version + " no longer exists");
+  manifest->ParseFromString(rows[0].Bytea(0));
+  return Status::Ok();
+}
+}  // namespace
+
 Expected<v1::Manifest> CheckInService::ManifestOf(const std::string& model, const std::string& version) {
   const std::string key = model + "@" + version;
   {
@@ -172,14 +207,7 @@ Expected<v1::Manifest> CheckInService::ManifestOf(const std::string& model, cons
     if (auto it = manifests_.find(key); it != manifests_.end()) return it->second;
   }
   v1::Manifest manifest;
-  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
-    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-        "SELECT v.manifest FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2",
-        {model, version}));
-    if (rows.empty()) return NotFound("version " + key + " no longer exists");
-    manifest.ParseFromString(rows[0].Bytea(0));
-    return Status::Ok();
-  }));
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status { return ReadManifest(tx, model, version, &manifest); }));
   std::lock_guard lock(manifests_mu_);
   manifests_[key] = manifest;
   return manifest;
@@ -258,7 +286,22 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
             "RETURNING id, step",
             {r.row_id, device.row_id, previous, r.model, running ? running->version() : std::string()}));
         if (IsTerminal(StepFromName(rows[0].Str(1)))) return Status::Ok();
-        MF_ASSIGN_OR_RETURN(*assignment.mutable_manifest(), ManifestOf(r.model, previous));
+        // From the cache or in this transaction: ManifestOf would take a second pooled
+        // connection while this one is held, and concurrent check-ins doing so exhaust the pool.
+        const std::string key = r.model + "@" + previous;
+        bool cached = false;
+        {
+          std::lock_guard lock(manifests_mu_);
+          if (auto it = manifests_.find(key); it != manifests_.end()) {
+            *assignment.mutable_manifest() = it->second;
+            cached = true;
+          }
+        }
+        if (!cached) {
+          MF_RETURN_IF_ERROR(ReadManifest(tx, r.model, previous, assignment.mutable_manifest()));
+          std::lock_guard lock(manifests_mu_);
+          manifests_[key] = assignment.manifest();
+        }
         assignment.set_deployment_id("dep-" + rows[0].Str(0));
         assignment.set_is_rollback(true);
         assignment.set_download_version(previous);
@@ -270,6 +313,14 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
         assignment.set_deployment_id("dep-" + forward[0].Str(0));
       } else {
         if (r.state != "RUNNING" && r.state != "COMPLETED") return Status::Ok();  // paused: no new devices
+        // The snapshot may lag behind a pause, abort or rollback (made on another replica, or
+        // while it reloads): check the rollout itself. FOR SHARE orders this against
+        // RolloutManager::Transition, so a rollback either sees this deployment (and cancels
+        // it) or happens first (and this sees it).
+        MF_ASSIGN_OR_RETURN(auto current, tx.Exec("SELECT state FROM rollouts WHERE id = $1 FOR SHARE", {r.row_id}));
+        if (current.empty() || (current[0].Str(0) != "RUNNING" && current[0].Str(0) != "COMPLETED")) {
+          return Status::Ok();
+        }
         MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
             "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
             "VALUES ($1, $2, $3, $4, $5, 'ASSIGNED') ON CONFLICT (rollout_id, device_id, is_rollback) "
