@@ -96,14 +96,6 @@ void CheckInService::InvalidateDevices() {
   devices_.clear();
 }
 
-namespace {
-// Serializes snapshot loads (CurrentSnapshot holds it around ReloadSnapshot).
-std::mutex& SnapshotLoadMutex() {
-  static std::mutex mu;
-  return mu;
-}
-}  // namespace
-
 Status CheckInService::ReloadSnapshot() {
   auto snapshot = std::make_shared<Snapshot>();
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
@@ -144,7 +136,7 @@ Expected<std::shared_ptr<const CheckInService::Snapshot>> CheckInService::Curren
     // Every check-in that sees the rollouts changed (or none loaded yet) waits for the reload:
     // going on with the old snapshot meanwhile would hand out new assignments of a rollout this
     // replica has just paused, aborted or rolled back.
-    std::lock_guard load(SnapshotLoadMutex());
+    std::lock_guard load(snapshot_load_mu_);
     bool reload = snapshot_dirty_.exchange(false);  // before reading: a change during the read marks it again
     {
       std::lock_guard lock(snapshot_mu_);
@@ -183,6 +175,9 @@ Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Pr
     return Status::Ok();
   }));
   info.fetched = std::chrono::steady_clock::now();
+  // Pending devices are looked up every time, so an acceptance on any replica counts at once.
+  // (Rejection and decommissioning revoke the credential, which the token cache drops.)
+  if (info.admission != "ACCEPTED") return info;
   std::unique_lock lock(devices_mu_);
   if (devices_.size() > 2'000'000) devices_.clear();  // bound memory
   devices_[device.token_id] = info;
@@ -262,6 +257,9 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     if (r.state == "ABORTED") continue;  // devices stay where they are
     const v1::RunningModel* running = RunningOf(request, r.model);
     const bool rollback = r.state == "ROLLED_BACK";
+    // Only devices still running the rolled-back version have anything to do (and only they
+    // cost a database round trip).
+    if (rollback && (!running || running->version() != r.version)) continue;
 
     if (!rollback && running && running->version() == r.version &&
         (running->digest().empty() || running->digest() == r.manifest.digest())) {
@@ -387,15 +385,23 @@ Status CheckInService::ReportDeployment(const auth::Principal& principal, const 
 }
 
 void CheckInService::Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request) {
-  std::lock_guard lock(pending_mu_);
-  PendingStatus& status = pending_status_[device.row_id];
-  status = {};
+  PendingStatus status;
   if (!request.running().empty()) {
     status.model = request.running(0).model();
     status.version = request.running(0).version();
     status.digest = request.running(0).digest();
   }
   status.agent_state = v1::AgentState_Name(request.agent_state()).substr(std::string_view("AGENT_STATE_").size());
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(pending_mu_);
+  // What a device runs is written when it changes; an unchanged status only refreshes
+  // last_seen every status_refresh, so a quiet fleet does not rewrite every row each minute.
+  std::string fingerprint = status.model + "@" + status.version + "#" + status.digest + "/" + status.agent_state;
+  auto& written = last_status_[device.row_id];
+  if (written.first != fingerprint || now - written.second >= options_.status_refresh) {
+    written = {fingerprint, now};
+    pending_status_[device.row_id] = std::move(status);
+  }
   for (const auto& t : request.telemetry()) {
     PendingTelemetry& p = pending_telemetry_[{device.row_id, t.model(), t.version()}];
     p.inferences += t.inference_count();

@@ -6,7 +6,8 @@
 // plus its cohort bucket. So a check-in of a device that is not part of a rollout, or already
 // runs what it should, costs no database round trip: the device record comes from a cache,
 // and what it reports (last seen, running model, agent state, telemetry) is written behind,
-// merged and batched, by one writer thread. Only a device that is being deployed touches the
+// merged and batched, by one writer thread (an unchanged status only every status_refresh,
+// so last_seen of a quiet device is precise to that much). Only a device that is being deployed touches the
 // database on its check-in (its deployment row: one read, and one insert the first time).
 //
 // Deployment reports are written synchronously and acknowledged only once committed.
@@ -44,7 +45,8 @@ struct CheckInOptions {
   uint32_t check_in_interval_seconds = 60;       // spread +-25% per answer
   std::chrono::milliseconds refresh_interval{250};
   std::chrono::milliseconds flush_interval{200};
-  std::chrono::seconds device_cache_ttl{30};
+  std::chrono::seconds device_cache_ttl{600};        // accepted devices only
+  std::chrono::seconds status_refresh{300};          // last_seen precision of a quiet device
 };
 
 class CheckInService {
@@ -52,8 +54,8 @@ class CheckInService {
   CheckInService(db::Pool& pool, CheckInOptions options);
   ~CheckInService();  // flushes and stops the background threads
 
-  // roles: device. PERMISSION_DENIED if the credential belongs to no device (or a
-  // non-accepted one asks for anything but waiting), INVALID_ARGUMENT for bad fields.
+  // roles: device. PERMISSION_DENIED if the credential belongs to no device; a device that is
+  // not ACCEPTED gets keep_current and its admission; INVALID_ARGUMENT for bad fields.
   Expected<v1::CheckInResponse> CheckIn(const auth::Principal& device, const v1::CheckInRequest& request);
   // NOT_FOUND (no such deployment of this device), FAILED_PRECONDITION (illegal transition).
   Status ReportDeployment(const auth::Principal& device, const v1::DeploymentReport& report);
@@ -110,6 +112,7 @@ class CheckInService {
   db::Pool& pool_;
   const CheckInOptions options_;
 
+  std::mutex snapshot_load_mu_;  // serialises reloads, so a later load is never overwritten
   std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<bool> snapshot_dirty_{true};
@@ -122,6 +125,9 @@ class CheckInService {
 
   std::mutex pending_mu_;
   std::unordered_map<int64_t, PendingStatus> pending_status_;                        // by device row id
+  // What was last queued per device, and when: unchanged statuses are written only every
+  // status_refresh.
+  std::unordered_map<int64_t, std::pair<std::string, std::chrono::steady_clock::time_point>> last_status_;
   std::map<std::tuple<int64_t, std::string, std::string>, PendingTelemetry> pending_telemetry_;
 
   std::atomic<bool> stop_{false};
