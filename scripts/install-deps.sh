@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libcli11-dev libgtest-dev libgmock-dev
   postgresql-15 postgresql-client-15
   python3 python3-grpcio python3-grpc-tools python3-protobuf
+  libtorch-dev python3-torch
   ca-certificates
 )
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -123,7 +123,7 @@ Expected<Principal> TokenStore::Authenticate(const std::string& secret) {
   }
   CachedPrincipal entry;
   bool found = false;
-  Status s = pool_.Read([&](db::Tx& tx) -> Status {
+  Status s = pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT id, name, role, " MF_EPOCH_MICROS("expires_at") " FROM api_tokens "
         "WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",

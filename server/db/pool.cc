@@ -309,10 +309,12 @@ bool BackoffBefore(Clock::time_point deadline, milliseconds& backoff) {
 // Begins a transaction of the given mode on `connection` and takes the advisory lock, if any.
 // Throws libpqxx exceptions.
 std::unique_ptr<pqxx::transaction_base> BeginTransaction(pqxx::connection& connection,
-                                                         bool read_only,
+                                                         bool read_only, bool autocommit,
                                                          std::optional<int64_t> lock_key) {
   std::unique_ptr<pqxx::transaction_base> transaction;
-  if (read_only) {
+  if (autocommit) {
+    transaction = std::make_unique<pqxx::nontransaction>(connection);
+  } else if (read_only) {
     transaction = std::make_unique<pqxx::read_transaction>(connection);
   } else {
     transaction = std::make_unique<pqxx::work>(connection);
@@ -443,7 +445,7 @@ Status Pool::RunOnSlot(PoolSlot& slot, Mode mode, std::optional<int64_t> advisor
       bool connection_broken = false;
       try {
         transaction = BeginTransaction(slot.connection->connection, mode == Mode::kReadOnly,
-                                       advisory_lock_key);
+                                       mode == Mode::kAutocommit, advisory_lock_key);
         break;
       } catch (...) {
         status = CurrentExceptionToStatus(&connection_broken);
@@ -471,6 +473,15 @@ Status Pool::RunOnSlot(PoolSlot& slot, Mode mode, std::optional<int64_t> advisor
 Status Pool::Write(const std::function<Status(Tx&)>& fn) {
   MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
   return RunOnSlot(lease.slot(), Mode::kReadWrite, std::nullopt, fn, /*may_reconnect=*/true);
+}
+
+Status Pool::ReadAutocommit(const std::function<Status(Tx&)>& fn) {
+  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
+  // Without BEGIN, a connection broken by a database restart shows only at the first
+  // statement: RunOnSlot then drops it, and one more run reconnects.
+  Status status = RunOnSlot(lease.slot(), Mode::kAutocommit, std::nullopt, fn, /*may_reconnect=*/true);
+  if (status.code() != StatusCode::kUnavailable || lease.slot().connection) return status;
+  return RunOnSlot(lease.slot(), Mode::kAutocommit, std::nullopt, fn, /*may_reconnect=*/true);
 }
 
 Status Pool::Read(const std::function<Status(Tx&)>& fn) {

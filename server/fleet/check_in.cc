@@ -164,7 +164,7 @@ Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Pr
     }
   }
   DeviceInfo info;
-  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+  MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT id, device_id, admission, attributes FROM devices WHERE token_id = $1", {device.token_id}));
     if (rows.empty()) return PermissionDenied("this credential belongs to no device");
