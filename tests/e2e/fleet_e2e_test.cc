@@ -436,7 +436,9 @@ TEST_F(FleetE2E, ThousandDevicesThreeStageRolloutCompletesWithStickyCohorts) {
   EXPECT_LT(idle.duration, 3000ms) << "a round of 1,000 idle check-ins should take well under a second";
 
   v1::Rollout rollout;
-  grpc::Status s = CreateRollout(RolloutRequest({10, 50, 100}, 0.9, 1), &rollout);
+  // A soak of 3 s spans several rounds, so every stage is seen at the end of some round even
+  // on a loaded machine (with 1 s, stage 0 could start and finish within the first round).
+  grpc::Status s = CreateRollout(RolloutRequest({10, 50, 100}, 0.9, 3), &rollout);
   ASSERT_TRUE(s.ok()) << Describe(s);
   ASSERT_EQ(rollout.state(), v1::ROLLOUT_STATE_RUNNING);
   const std::string id = rollout.rollout_id();
@@ -884,7 +886,9 @@ TEST_F(FleetE2E, TwoReplicasOneRolloutNoFlippedAssignments) {
   // deploy, so each one meets both replicas while its deployment is under way.
   auto sim = MakeFleet(400, /*steps_per_round=*/2, /*rotate=*/true);
   v1::Rollout rollout;
-  grpc::Status s = CreateRollout(RolloutRequest({10, 50, 100}, 0.9, 1), &rollout);
+  // A soak of 3 s spans several rounds, so every stage is seen at the end of some round even
+  // on a loaded machine (with 1 s, stage 0 could start and finish within the first round).
+  grpc::Status s = CreateRollout(RolloutRequest({10, 50, 100}, 0.9, 3), &rollout);
   ASSERT_TRUE(s.ok()) << Describe(s);
   const std::string id = rollout.rollout_id();
   // Rounds at the pace the server asks for (next_check_in_seconds >= 0.75 s).
