@@ -1,10 +1,10 @@
 # End-to-end tests of the fleet: the built modelfleet-server binary over real gRPC, with a real
 # PostgreSQL cluster and s3rver as the blob store, driven by a simulated fleet of devices
-# (tests/support/fleet_simulator.*). Included from tests/CMakeLists.txt.
+# (client/devsim/fleet_simulator.*). Included from tests/CMakeLists.txt.
 modelfleet_add_test(
   NAME fleet_e2e_test
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e/fleet_e2e_test.cc ${CMAKE_CURRENT_LIST_DIR}/support/fleet_simulator.cc
-  LIBS mf_test_support mf_proto mf_manifest
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e/fleet_e2e_test.cc
+  LIBS mf_devsim mf_test_support mf_proto mf_manifest
   LABELS e2e
   TIMEOUT 900
 )

@@ -1,6 +1,6 @@
 // End-to-end tests of the fleet: the built modelfleet-server binary over real gRPC, a real
 // PostgreSQL 15 cluster, s3rver as the blob store, and a simulated fleet of devices
-// (tests/support/fleet_simulator.h) that enrolls, checks in, reports deployments and telemetry.
+// (client/devsim/fleet_simulator.h) that enrolls, checks in, reports deployments and telemetry.
 //
 // Servers run with --check-in-interval-seconds 1 --controller-interval-ms 200, so rollouts move
 // within seconds. Cohort membership is recomputed here from the documented formula
@@ -20,7 +20,7 @@
 #include <set>
 #include <thread>
 
-#include "fleet_simulator.h"
+#include "devsim/fleet_simulator.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/v1/admin.grpc.pb.h"
 #include "modelfleet/v1/fleet.grpc.pb.h"
@@ -34,7 +34,7 @@ namespace modelfleet {
 namespace {
 
 using testing::Authorize;
-using testing::FleetSimulator;
+using devsim::FleetSimulator;
 using testing::ServerProcess;
 using Answer = FleetSimulator::Answer;
 using namespace std::chrono_literals;
@@ -152,7 +152,7 @@ std::string Trace(const FleetSimulator::Device& d) {
   }
   for (const auto& r : d.reports) {
     out += "\n  round " + std::to_string(r.round) + ": report " + r.deployment_id + " " +
-           testing::StepShortName(r.step) + " -> " + std::to_string(static_cast<int>(r.code));
+           devsim::StepShortName(r.step) + " -> " + std::to_string(static_cast<int>(r.code));
   }
   return out;
 }
@@ -645,7 +645,7 @@ class TelemetryGate : public FleetE2E {
     ASSERT_NO_FATAL_FAILURE(SetUpFleet());
     sim_ = MakeFleet(200);
     sim_->SetTelemetryPolicy([](int device, const std::string& version) {
-      testing::SimTelemetry t;
+      devsim::SimTelemetry t;
       t.inferences = 40;
       t.errors = 0;
       t.p95_ms = version == kNew ? 120 + device % 7 : 20;
@@ -851,8 +851,8 @@ TEST_F(FleetE2E, ServerKilledMidRolloutLosesNoAcknowledgedReport) {
       EXPECT_EQ(device.current_deployment_step(), v1::DEPLOYMENT_STEP_ACTIVATED) << device.device_id();
     } else {
       EXPECT_GE(ordinal(device.current_deployment_step()), ordinal(it->second.second))
-          << device.device_id() << " acknowledged " << testing::StepShortName(it->second.second) << " but is "
-          << testing::StepShortName(device.current_deployment_step());
+          << device.device_id() << " acknowledged " << devsim::StepShortName(it->second.second) << " but is "
+          << devsim::StepShortName(device.current_deployment_step());
     }
   }
   EXPECT_EQ(checked, static_cast<int>(acked.size()));
@@ -1201,7 +1201,7 @@ TEST_F(FleetAuthorization, DevicesPublishersAndEnrollmentTokensStayInTheirLane) 
   };
   for (const Case& c : cases) {
     s = Report(*device_stub, a.token, dep, c.step);
-    EXPECT_EQ(s.error_code(), c.expected) << testing::StepShortName(c.step) << ": " << Describe(s);
+    EXPECT_EQ(s.error_code(), c.expected) << devsim::StepShortName(c.step) << ": " << Describe(s);
   }
   EXPECT_EQ(GetDevice(a.device_id).current_deployment_step(), v1::DEPLOYMENT_STEP_ACTIVATED);
 

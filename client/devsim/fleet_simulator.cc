@@ -1,11 +1,11 @@
-#include "fleet_simulator.h"
+#include "devsim/fleet_simulator.h"
 
 #include <atomic>
 #include <climits>
 #include <mutex>
 #include <thread>
 
-namespace modelfleet::testing {
+namespace modelfleet::devsim {
 
 namespace {
 
@@ -284,4 +284,4 @@ int FleetSimulator::Pending() const {
   return n;
 }
 
-}  // namespace modelfleet::testing
+}  // namespace modelfleet::devsim

@@ -1,4 +1,4 @@
-// Test support: a fleet of N simulated devices speaking DeviceService over real gRPC.
+// modelfleet-devsim / test support: a fleet of N simulated devices speaking DeviceService over real gRPC.
 //
 // This is NOT the real agent: each device is a few fields and plain gRPC stubs. A device
 //   - enrolls with a fleet enrollment token (hardware id "hw-<i>", attributes from
@@ -35,7 +35,7 @@
 
 #include "modelfleet/v1/fleet.grpc.pb.h"
 
-namespace modelfleet::testing {
+namespace modelfleet::devsim {
 
 // What a device measured for the version it runs, per check-in.
 struct SimTelemetry {
@@ -160,4 +160,4 @@ class FleetSimulator {
 // Short names for assertions: "ACTIVATED" for DEPLOYMENT_STEP_ACTIVATED.
 std::string StepShortName(v1::DeploymentStep step);
 
-}  // namespace modelfleet::testing
+}  // namespace modelfleet::devsim
