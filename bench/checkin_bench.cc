@@ -693,7 +693,7 @@ int main(int argc, char** argv) {
   PrintRun("check-in", check_in);
 
   const double rate = check_in.rate();
-  std::printf("          each device came back every %.1f s (server caches: tokens 5 s, devices 30 s)\n",
+  std::printf("          each device came back every %.1f s (the server caches tokens and accepted devices for 10 min)\n",
               config.devices / std::max(1.0, rate));
   if (config.mode == "rollout") {
     std::string out;
