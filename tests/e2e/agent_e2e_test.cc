@@ -27,6 +27,7 @@
 #include "modelfleet/v1/fleet.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
 #include "process.h"
+#include "peers_environment.h"
 #include "s3rver.h"
 #include "server_process.h"
 #include "temp_postgres.h"
@@ -40,30 +41,8 @@ using namespace std::chrono_literals;
 
 constexpr char kModel[] = "mat-person";
 
-testing::TempPostgres* g_postgres = nullptr;
-testing::S3rverProcess* g_s3 = nullptr;
-
-class Peers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string error;
-    postgres_ = testing::TempPostgres::Start(&error);
-    ASSERT_NE(postgres_, nullptr) << error;
-    s3_ = testing::S3rverProcess::Start(&error);
-    ASSERT_NE(s3_, nullptr) << error;
-    g_postgres = postgres_.get();
-    g_s3 = s3_.get();
-  }
-  void TearDown() override {
-    s3_.reset();
-    postgres_.reset();
-  }
-
- private:
-  std::unique_ptr<testing::TempPostgres> postgres_;
-  std::unique_ptr<testing::S3rverProcess> s3_;
-};
-const auto* const kPeers = ::testing::AddGlobalTestEnvironment(new Peers);
+[[maybe_unused]] ::testing::Environment* const kPeers =
+    ::testing::AddGlobalTestEnvironment(new testing::PeersEnvironment);
 
 std::string Describe(const grpc::Status& s) {
   return std::to_string(static_cast<int>(s.error_code())) + ": " + s.error_message();
@@ -167,11 +146,11 @@ class AgentE2E : public ::testing::Test {
     ASSERT_TRUE(models.error.empty()) << models.error;
     static int counter = 0;
     db_ = "agent_" + std::to_string(++counter) + "_" + std::to_string(::getpid());
-    ASSERT_TRUE(g_postgres->CreateDatabase(db_)) << g_postgres->last_error();
+    ASSERT_TRUE(testing::Cluster()->CreateDatabase(db_)) << testing::Cluster()->last_error();
     testing::ServerProcess::Options o;
-    o.database_url = g_postgres->conninfo(db_);
+    o.database_url = testing::Cluster()->conninfo(db_);
     o.blob_store = "s3";
-    o.s3_endpoint = g_s3->endpoint();
+    o.s3_endpoint = testing::S3Peer()->endpoint();
     o.s3_bucket = "bucket-" + db_;
     std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
     o.s3_access_key = testing::S3rverProcess::kAccessKey;

@@ -25,6 +25,7 @@
 #include "modelfleet/v1/admin.grpc.pb.h"
 #include "modelfleet/v1/fleet.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
+#include "peers_environment.h"
 #include "s3rver.h"
 #include "server_process.h"
 #include "temp_postgres.h"
@@ -43,31 +44,8 @@ constexpr char kModel[] = "mat-person";
 constexpr char kOld[] = "1.0.0";
 constexpr char kNew[] = "1.1.0";
 
-testing::TempPostgres* g_postgres = nullptr;
-testing::S3rverProcess* g_s3 = nullptr;
-
-class Peers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string error;
-    postgres_ = testing::TempPostgres::Start(&error);
-    ASSERT_NE(postgres_, nullptr) << error;
-    s3_ = testing::S3rverProcess::Start(&error);
-    ASSERT_NE(s3_, nullptr) << error;
-    g_postgres = postgres_.get();
-    g_s3 = s3_.get();
-  }
-  void TearDown() override {
-    s3_.reset();
-    postgres_.reset();
-  }
-
- private:
-  std::unique_ptr<testing::TempPostgres> postgres_;
-  std::unique_ptr<testing::S3rverProcess> s3_;
-};
-
-const auto* const kPeers = ::testing::AddGlobalTestEnvironment(new Peers);
+[[maybe_unused]] ::testing::Environment* const kPeers =
+    ::testing::AddGlobalTestEnvironment(new testing::PeersEnvironment);
 
 // The cohort bucket of cohort.h, computed here independently: first 60 bits of
 // SHA-256("<device_id>:<rollout_id>") / 2^60.
@@ -174,8 +152,8 @@ class FleetE2E : public ::testing::Test {
   // with versions 1.0.0 and 1.1.0 pushed over gRPC into s3rver.
   void SetUpFleet(std::vector<std::string> extra_args = {}) {
     db_ = "fleet_" + std::to_string(++counter_) + "_" + std::to_string(::getpid());
-    ASSERT_TRUE(g_postgres->CreateDatabase(db_)) << g_postgres->last_error();
-    database_url_ = g_postgres->conninfo(db_);
+    ASSERT_TRUE(testing::Cluster()->CreateDatabase(db_)) << testing::Cluster()->last_error();
+    database_url_ = testing::Cluster()->conninfo(db_);
     ASSERT_NO_FATAL_FAILURE(StartServer(std::move(extra_args)));
     std::string error;
     admin_ = testing::CreateTokenOffline(database_url_, "bootstrap", "admin", &error);
@@ -206,7 +184,7 @@ class FleetE2E : public ::testing::Test {
     ServerProcess::Options o;
     o.database_url = database_url_;
     o.blob_store = "s3";
-    o.s3_endpoint = g_s3->endpoint();
+    o.s3_endpoint = testing::S3Peer()->endpoint();
     o.s3_bucket = "bucket-" + db_;
     std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
     o.s3_access_key = testing::S3rverProcess::kAccessKey;

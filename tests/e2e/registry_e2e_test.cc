@@ -21,6 +21,7 @@
 #include "modelfleet/manifest.h"
 #include "modelfleet/v1/admin.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
+#include "peers_environment.h"
 #include "s3rver.h"
 #include "server_process.h"
 #include "test_data.h"
@@ -32,43 +33,20 @@ namespace {
 using testing::Authorize;
 using testing::ServerProcess;
 
-testing::TempPostgres* g_postgres = nullptr;
-testing::S3rverProcess* g_s3 = nullptr;
-
-class Peers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string error;
-    postgres_ = testing::TempPostgres::Start(&error);
-    ASSERT_NE(postgres_, nullptr) << error;
-    s3_ = testing::S3rverProcess::Start(&error);
-    ASSERT_NE(s3_, nullptr) << error;
-    g_postgres = postgres_.get();
-    g_s3 = s3_.get();
-  }
-  void TearDown() override {
-    s3_.reset();
-    postgres_.reset();
-  }
-
- private:
-  std::unique_ptr<testing::TempPostgres> postgres_;
-  std::unique_ptr<testing::S3rverProcess> s3_;
-};
-
-const auto* const kPeers = ::testing::AddGlobalTestEnvironment(new Peers);
+[[maybe_unused]] ::testing::Environment* const kPeers =
+    ::testing::AddGlobalTestEnvironment(new testing::PeersEnvironment);
 
 // One registry server for one test, on its own database (and its own bucket on s3rver).
 class RegistryE2E : public ::testing::Test {
  protected:
   void StartServer(const std::string& blob_store, std::vector<std::string> extra_args = {}) {
     std::string db = "e2e_" + std::to_string(++counter_) + "_" + std::to_string(::getpid());
-    ASSERT_TRUE(g_postgres->CreateDatabase(db)) << g_postgres->last_error();
-    database_url_ = g_postgres->conninfo(db);
+    ASSERT_TRUE(testing::Cluster()->CreateDatabase(db)) << testing::Cluster()->last_error();
+    database_url_ = testing::Cluster()->conninfo(db);
     ServerProcess::Options o;
     o.database_url = database_url_;
     o.blob_store = blob_store;
-    o.s3_endpoint = g_s3->endpoint();
+    o.s3_endpoint = testing::S3Peer()->endpoint();
     o.s3_bucket = "bucket-" + db;
     std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
     o.s3_access_key = testing::S3rverProcess::kAccessKey;
@@ -269,7 +247,7 @@ TEST_F(RegistryE2E, CorruptStoredBlobGivesDataLossAndNoBytes) {
 TEST_F(RegistryE2E, RecoversAfterPostgresRestart) {
   StartServer("s3");
   ASSERT_TRUE(CreateModel("mat-person", admin_).ok());
-  ASSERT_TRUE(g_postgres->Restart()) << g_postgres->last_error();
+  ASSERT_TRUE(testing::Cluster()->Restart()) << testing::Cluster()->last_error();
   // Every pooled connection was cut; each call must reconnect transparently.
   for (int i = 0; i < 6; ++i) {
     grpc::ClientContext ctx;
@@ -662,12 +640,12 @@ TEST_F(RegistryE2E, HealthCheckingAndReflectionAreServed) {
 
 TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
   std::string db = "e2e_tls_" + std::to_string(::getpid());
-  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  ASSERT_TRUE(testing::Cluster()->CreateDatabase(db));
   testing::TempDir dir("modelfleet-tls");
   std::string out;
   // Without --insecure and without a certificate: a clear error naming the flags.
   int code = testing::RunCommand({testing::ServerBinary().string(), "serve", "--listen", "127.0.0.1:0",
-                                  "--database-url", g_postgres->conninfo(db), "--blob-dir",
+                                  "--database-url", testing::Cluster()->conninfo(db), "--blob-dir",
                                   (dir.path() / "b").string(), "--cache-dir", (dir.path() / "c").string()},
                                  &out);
   EXPECT_NE(code, 0);
@@ -681,7 +659,7 @@ TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
                              &out);
   ASSERT_EQ(code, 0) << out;
   ServerProcess::Options o;
-  o.database_url = g_postgres->conninfo(db);
+  o.database_url = testing::Cluster()->conninfo(db);
   o.tls_cert = cert;
   o.tls_key = key;
   std::string error;
@@ -713,8 +691,8 @@ TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
 
 TEST(ServerStartup, MigrateSubcommandIsSafeWhenTwoRunAtOnce) {
   std::string db = "e2e_migrate_" + std::to_string(::getpid());
-  ASSERT_TRUE(g_postgres->CreateDatabase(db));
-  std::string url = g_postgres->conninfo(db);
+  ASSERT_TRUE(testing::Cluster()->CreateDatabase(db));
+  std::string url = testing::Cluster()->conninfo(db);
   std::string out1, out2;
   int code1 = -1, code2 = -1;
   std::thread first([&] { code1 = testing::RunCommand({testing::ServerBinary().string(), "migrate", "--database-url", url}, &out1); });
@@ -739,12 +717,12 @@ TEST(ServerStartup, MigrateSubcommandIsSafeWhenTwoRunAtOnce) {
 
 TEST(ServerStartup, WrongS3CredentialsStopTheStartWithAClearError) {
   std::string db = "e2e_s3creds_" + std::to_string(::getpid());
-  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  ASSERT_TRUE(testing::Cluster()->CreateDatabase(db));
   testing::TempDir dir("modelfleet-s3creds");
   std::string out;
   int code = testing::RunCommand({testing::ServerBinary().string(), "serve", "--insecure", "--listen", "127.0.0.1:0",
-                                  "--database-url", g_postgres->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
-                                  g_s3->endpoint(), "--s3-access-key", "NOT-A-KEY", "--s3-secret-key", "x",
+                                  "--database-url", testing::Cluster()->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
+                                  testing::S3Peer()->endpoint(), "--s3-access-key", "NOT-A-KEY", "--s3-secret-key", "x",
                                   "--cache-dir", (dir.path() / "c").string()},
                                  &out);
   EXPECT_NE(code, 0);
@@ -752,7 +730,7 @@ TEST(ServerStartup, WrongS3CredentialsStopTheStartWithAClearError) {
 
   int port = testing::FreeTcpPort();  // nothing listens there
   code = testing::RunCommand({testing::ServerBinary().string(), "serve", "--insecure", "--listen", "127.0.0.1:0",
-                              "--database-url", g_postgres->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
+                              "--database-url", testing::Cluster()->conninfo(db), "--blob-store", "s3", "--s3-endpoint",
                               "http://127.0.0.1:" + std::to_string(port), "--s3-access-key", "S3RVER",
                               "--s3-secret-key", "S3RVER", "--cache-dir", (dir.path() / "c").string()},
                              &out);
@@ -771,9 +749,9 @@ TEST(ServerStartup, HelpListsFlagsWithTheirEnvironmentVariables) {
 
 TEST(ServerStartup, JsonLogsAreOneValidObjectPerLine) {
   std::string db = "e2e_json_" + std::to_string(::getpid());
-  ASSERT_TRUE(g_postgres->CreateDatabase(db));
+  ASSERT_TRUE(testing::Cluster()->CreateDatabase(db));
   ServerProcess::Options o;
-  o.database_url = g_postgres->conninfo(db);
+  o.database_url = testing::Cluster()->conninfo(db);
   o.extra_args = {"--log-format", "json"};
   std::string error;
   auto server = ServerProcess::Start(o, &error);
