@@ -20,4 +20,4 @@ cmake --build "$build_dir" -j "$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build_dir"
-ctest --output-on-failure --timeout 900 "$@"
+ctest --output-on-failure --no-label-summary --timeout 900 "$@"
