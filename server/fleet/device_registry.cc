@@ -5,6 +5,7 @@
 #include "modelfleet/crypto.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
+#include "util/page_token.h"
 #include "util/time.h"
 
 namespace modelfleet::fleet {
@@ -12,7 +13,6 @@ namespace modelfleet::fleet {
 namespace {
 
 constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
 constexpr std::string_view kEnrollmentPrefix = "mfe_";
 
 const char* const kEnrollmentColumns =
@@ -293,41 +293,16 @@ Expected<v1::Device> DeviceRegistry::Get(const v1::GetDeviceRequest& request) {
   return device;
 }
 
-namespace {
-
-Expected<int> CheckedPageSize(int32_t requested) {
-  if (requested < 0 || requested > kMaxPageSize) {
-    return Fail(InvalidArgument("page_size", "must be between 0 and " + std::to_string(kMaxPageSize)));
-  }
-  return requested == 0 ? kDefaultPageSize : requested;
-}
-
-Expected<int64_t> AfterFromToken(const std::string& token, const std::string& fingerprint) {
-  if (token.empty()) return 0;
-  auto raw = HexDecode(token);
-  std::string prefix = fingerprint + "|";
-  if (!raw || !raw->starts_with(prefix)) {
-    return Fail(InvalidArgument("page_token", "is not a token returned for this query"));
-  }
-  try {
-    return std::stoll(raw->substr(prefix.size()));
-  } catch (const std::exception&) {
-    return Fail(InvalidArgument("page_token", "is corrupt"));
-  }
-}
-
-std::string TokenAfter(const std::string& fingerprint, int64_t last) {
-  return HexEncode(fingerprint + "|" + std::to_string(last));
-}
-
-}  // namespace
-
 Expected<v1::ListDevicesResponse> DeviceRegistry::List(const v1::ListDevicesRequest& request) {
-  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size()));
+  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size(), kDefaultPageSize));
   std::string filter = request.filter().empty() ? "*" : request.filter();
   MF_ASSIGN_OR_RETURN(auto selector, DeviceSelector::Parse(filter, SelectorKind::kDeviceFilter, "filter"));
-  std::string fingerprint = "devices:" + Sha256Hex(filter).substr(0, 16);
-  MF_ASSIGN_OR_RETURN(int64_t after, AfterFromToken(request.page_token(), fingerprint));
+  std::string fingerprint = Sha256Hex(filter).substr(0, 16);
+  int64_t after = 0;
+  if (!request.page_token().empty()) {
+    MF_ASSIGN_OR_RETURN(std::string last, DecodePageToken(request.page_token(), "devices", fingerprint));
+    MF_ASSIGN_OR_RETURN(after, PageTokenId(last));
+  }
   std::vector<db::Param> params{after};
   std::string where = selector.ToSql(params);
   params.push_back(static_cast<int64_t>(page_size) + 1);
@@ -340,7 +315,7 @@ Expected<v1::ListDevicesResponse> DeviceRegistry::List(const v1::ListDevicesRequ
       *response.add_devices() = DeviceFromRow(rows[i]);
     }
     if (static_cast<int>(rows.size()) > page_size) {
-      response.set_next_page_token(TokenAfter(fingerprint, rows[static_cast<size_t>(page_size) - 1].Int(0)));
+      response.set_next_page_token(EncodePageToken("devices", fingerprint, rows[static_cast<size_t>(page_size) - 1].Str(0)));
     }
     return Status::Ok();
   }));
@@ -349,9 +324,13 @@ Expected<v1::ListDevicesResponse> DeviceRegistry::List(const v1::ListDevicesRequ
 
 Expected<v1::ListDeviceHistoryResponse> DeviceRegistry::History(const v1::ListDeviceHistoryRequest& request) {
   MF_RETURN_IF_ERROR(ValidateIdentifier(request.device_id(), "device_id"));
-  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size()));
-  std::string fingerprint = "history:" + request.device_id();
-  MF_ASSIGN_OR_RETURN(int64_t after, AfterFromToken(request.page_token(), fingerprint));
+  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size(), kDefaultPageSize));
+  const std::string& fingerprint = request.device_id();
+  int64_t after = 0;
+  if (!request.page_token().empty()) {
+    MF_ASSIGN_OR_RETURN(std::string last, DecodePageToken(request.page_token(), "history", fingerprint));
+    MF_ASSIGN_OR_RETURN(after, PageTokenId(last));
+  }
   v1::ListDeviceHistoryResponse response;
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto device, tx.Exec("SELECT id FROM devices WHERE device_id = $1", {request.device_id()}));
@@ -367,7 +346,7 @@ Expected<v1::ListDeviceHistoryResponse> DeviceRegistry::History(const v1::ListDe
       e->set_detail(rows[i].Str(3));
     }
     if (static_cast<int>(rows.size()) > page_size) {
-      response.set_next_page_token(TokenAfter(fingerprint, rows[static_cast<size_t>(page_size) - 1].Int(0)));
+      response.set_next_page_token(EncodePageToken("history", fingerprint, rows[static_cast<size_t>(page_size) - 1].Str(0)));
     }
     return Status::Ok();
   }));

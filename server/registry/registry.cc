@@ -12,6 +12,7 @@
 #include "modelfleet/manifest.h"
 #include "modelfleet/validation.h"
 #include "registry/version_filter.h"
+#include "util/page_token.h"
 #include "util/time.h"
 
 namespace modelfleet::registry {
@@ -19,7 +20,6 @@ namespace modelfleet::registry {
 namespace {
 
 constexpr int kDefaultPageSize = 50;
-constexpr int kMaxPageSize = 1000;
 
 // Advisory lock key for a digest: its first 60 bits, so every blob has its own lock.
 int64_t DigestLockKey(const std::string& digest) {
@@ -29,40 +29,6 @@ int64_t DigestLockKey(const std::string& digest) {
 }
 
 std::string BlobKeyFor(const std::string& digest) { return "sha256/" + digest; }
-
-int PageSize(int32_t requested, const std::string& field, Status* error) {
-  if (requested < 0 || requested > kMaxPageSize) {
-    *error = InvalidArgument(field, "must be between 0 and " + std::to_string(kMaxPageSize));
-    return 0;
-  }
-  return requested == 0 ? kDefaultPageSize : requested;
-}
-
-// Page tokens are opaque to clients: hex of "<kind>|<fingerprint>|<last key>". The
-// fingerprint binds a token to the query it came from.
-std::string EncodePageToken(std::string_view kind, const std::string& fingerprint,
-                            const std::string& last_key) {
-  return HexEncode(std::string(kind) + "|" + fingerprint + "|" + last_key);
-}
-
-Expected<std::string> DecodePageToken(const std::string& token, std::string_view kind,
-                                      const std::string& fingerprint) {
-  auto raw = HexDecode(token);
-  std::string prefix = std::string(kind) + "|" + fingerprint + "|";
-  if (!raw || !raw->starts_with(prefix)) {
-    return Fail(InvalidArgument("page_token", "is not a token returned for this query"));
-  }
-  return raw->substr(prefix.size());
-}
-
-Expected<int64_t> ParseId(const std::string& text) {
-  int64_t v = 0;
-  auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) {
-    return Fail(InvalidArgument("page_token", "is corrupt"));
-  }
-  return v;
-}
 
 constexpr std::string_view kModelColumns =
     "id, name, description, task, definition, archived, created_by, " MF_EPOCH_MICROS(
@@ -205,9 +171,7 @@ Expected<v1::Model> Registry::GetModel(const v1::GetModelRequest& request) {
 }
 
 Expected<v1::ListModelsResponse> Registry::ListModels(const v1::ListModelsRequest& request) {
-  Status error;
-  int page_size = PageSize(request.page_size(), "page_size", &error);
-  MF_RETURN_IF_ERROR(error);
+  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size(), kDefaultPageSize));
   std::string fingerprint = request.include_archived() ? "all" : "active";
   std::string after;
   if (!request.page_token().empty()) {
@@ -456,15 +420,13 @@ Expected<v1::ModelVersion> Registry::GetVersion(const v1::GetVersionRequest& req
 
 Expected<v1::ListVersionsResponse> Registry::ListVersions(const v1::ListVersionsRequest& request) {
   MF_RETURN_IF_ERROR(ValidateModelName(request.model(), "model"));
-  Status error;
-  int page_size = PageSize(request.page_size(), "page_size", &error);
-  MF_RETURN_IF_ERROR(error);
+  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size(), kDefaultPageSize));
   MF_ASSIGN_OR_RETURN(auto terms, ParseVersionFilter(request.filter()));
   std::string fingerprint = Sha256Hex(request.model() + "\n" + request.filter()).substr(0, 16);
   int64_t before_id = INT64_MAX;
   if (!request.page_token().empty()) {
     MF_ASSIGN_OR_RETURN(std::string last, DecodePageToken(request.page_token(), "versions", fingerprint));
-    MF_ASSIGN_OR_RETURN(before_id, ParseId(last));
+    MF_ASSIGN_OR_RETURN(before_id, PageTokenId(last));
   }
 
   std::string sql = "SELECT " + std::string(kVersionColumns) +
@@ -674,14 +636,12 @@ Expected<v1::ModelVersion> Registry::ResolveAlias(const v1::ResolveAliasRequest&
 Expected<v1::ListAliasHistoryResponse> Registry::ListAliasHistory(const v1::ListAliasHistoryRequest& request) {
   MF_RETURN_IF_ERROR(ValidateModelName(request.model(), "model"));
   if (!request.alias().empty()) MF_RETURN_IF_ERROR(ValidateAliasName(request.alias(), "alias"));
-  Status error;
-  int page_size = PageSize(request.page_size(), "page_size", &error);
-  MF_RETURN_IF_ERROR(error);
+  MF_ASSIGN_OR_RETURN(int page_size, CheckedPageSize(request.page_size(), kDefaultPageSize));
   std::string fingerprint = Sha256Hex(request.model() + "\n" + request.alias()).substr(0, 16);
   int64_t before_id = INT64_MAX;
   if (!request.page_token().empty()) {
     MF_ASSIGN_OR_RETURN(std::string last, DecodePageToken(request.page_token(), "alias-history", fingerprint));
-    MF_ASSIGN_OR_RETURN(before_id, ParseId(last));
+    MF_ASSIGN_OR_RETURN(before_id, PageTokenId(last));
   }
   v1::ListAliasHistoryResponse response;
   Status s = pool_.Read([&](db::Tx& tx) -> Status {
