@@ -178,13 +178,17 @@ int RunServer(const ServerConfig& config) {
   registry::RegistryOptions registry_options;
   registry_options.require_signatures = config.require_signatures;
   registry::Registry registry(**pool, **store, cache, registry_options);
-  // Long-lived authentication cache; revocations reach it within a second from any replica.
+  // Long-lived authentication cache, loaded at start; revocations reach it within a second from
+  // any replica.
   auth::TokenStore tokens(**pool, std::chrono::minutes(10));
-  tokens.StartRevocationWatcher(std::chrono::seconds(1));
-  grpc_edge::RegistryServiceImpl registry_service(registry, tokens);
+  tokens.StartCacheSync(std::chrono::seconds(1));
+  fleet::DeviceRegistry devices(**pool, tokens);
+  grpc_edge::RegistryServiceImpl registry_service(
+      registry, tokens, [&devices](const auth::Principal& device, const v1::VersionRef& ref) {
+        return devices.AuthorizeDownload(device, ref);
+      });
   grpc_edge::AdminServiceImpl admin_service(registry, tokens);
 
-  fleet::DeviceRegistry devices(**pool, tokens);
   fleet::RolloutManager rollouts(**pool, {.default_deployment_timeout_seconds = config.deployment_timeout_seconds});
   fleet::CheckInOptions check_in_options;
   check_in_options.check_in_interval_seconds = config.check_in_interval_seconds;

@@ -1,5 +1,7 @@
 #include "auth/token_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include "modelfleet/crypto.h"
 #include "modelfleet/validation.h"
 #include "util/time.h"
@@ -40,32 +42,98 @@ TokenStore::~TokenStore() {
   if (watcher_.joinable()) watcher_.join();
 }
 
-void TokenStore::StartRevocationWatcher(std::chrono::milliseconds interval) {
-  watcher_ = std::thread([this, interval] {
+void TokenStore::StartCacheSync(std::chrono::milliseconds poll_interval) {
+  watcher_ = std::thread([this, poll_interval] {
+    const auto reload_every = std::max<std::chrono::milliseconds>(cache_ttl_ / 2, poll_interval);
+    // The revocation watermark is taken before the first load, so nothing revoked while
+    // loading is missed.
+    int64_t watermark = 0;
+    auto next_reload = std::chrono::steady_clock::now();
     while (!stop_watcher_) {
+      if (watermark == 0) {
+        auto clock = DropRevokedSince(0);
+        if (clock) watermark = *clock;
+      }
+      if (watermark != 0 && std::chrono::steady_clock::now() >= next_reload) {
+        Status loaded = Preload();
+        if (loaded.ok()) {
+          next_reload = std::chrono::steady_clock::now() + reload_every;
+        } else {
+          spdlog::warn("loading the token cache failed (will retry): {}", loaded.ToString());
+        }
+      }
       {
         std::unique_lock lock(mu_);
-        watcher_wake_.wait_for(lock, interval, [&] { return stop_watcher_.load(); });
+        watcher_wake_.wait_for(lock, poll_interval, [&] { return stop_watcher_.load(); });
       }
       if (stop_watcher_) break;
-      // A window of several intervals, so a slow or failed poll misses nothing.
-      (void)DropRecentlyRevoked(interval * 5 + std::chrono::seconds(5));
+      if (watermark != 0) {
+        auto clock = DropRevokedSince(watermark);
+        if (clock) watermark = *clock;  // on failure the next poll covers the gap
+      }
     }
   });
 }
 
-Status TokenStore::DropRecentlyRevoked(std::chrono::milliseconds window) {
+Expected<int64_t> TokenStore::DropRevokedSince(int64_t since_micros) {
+  // Revocations are stamped with their transaction's start time, so one that commits after
+  // this poll may carry an earlier stamp: re-read a margin of a few seconds.
+  constexpr int64_t kLateCommitMarginMicros = 5'000'000;
   std::vector<std::string> revoked;
+  int64_t clock = 0;
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto now, tx.Exec("SELECT " MF_EPOCH_MICROS("clock_timestamp()")));
+    clock = now[0].Int(0);
+    if (since_micros == 0) return Status::Ok();
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-        "SELECT token_hash FROM api_tokens WHERE revoked_at > now() - make_interval(secs => $1::float8)",
-        {static_cast<double>(window.count()) / 1000.0}));
+        "SELECT token_hash FROM api_tokens WHERE revoked_at >= to_timestamp($1::float8 / 1e6)",
+        {static_cast<double>(since_micros - kLateCommitMarginMicros)}));
     for (const auto& row : rows) revoked.push_back(row.Str(0));
     return Status::Ok();
   }));
   std::lock_guard lock(mu_);
   for (const auto& hash : revoked) cache_.erase(hash);
+  return clock;
+}
+
+Status TokenStore::Preload() {
+  constexpr int64_t kPage = 10'000;
+  int64_t after = 0;
+  for (;;) {
+    std::vector<std::pair<std::string, CachedPrincipal>> page;
+    MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
+      MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+          "SELECT id, name, role, " MF_EPOCH_MICROS("expires_at") ", token_hash FROM api_tokens "
+          "WHERE id > $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) ORDER BY id LIMIT $2",
+          {after, kPage}));
+      page.reserve(rows.size());
+      for (const auto& row : rows) {
+        CachedPrincipal entry;
+        entry.principal = {row.Int(0), row.Str(1), ParseRole(row.Str(2)).value_or(v1::ROLE_UNSPECIFIED)};
+        if (auto micros = row.OptInt(3)) {
+          entry.expires = std::chrono::system_clock::time_point(std::chrono::microseconds(*micros));
+        }
+        page.emplace_back(row.Str(4), std::move(entry));
+        after = row.Int(0);
+      }
+      return Status::Ok();
+    }));
+    if (page.empty()) break;
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mu_);
+    for (auto& [hash, entry] : page) {
+      entry.fetched = now;
+      cache_.insert_or_assign(std::move(hash), std::move(entry));
+    }
+    if (static_cast<int64_t>(page.size()) < kPage) break;
+  }
+  preloaded_ = true;
   return Status::Ok();
+}
+
+TokenStore::CacheStats TokenStore::Stats() {
+  std::lock_guard lock(mu_);
+  return {hits_, misses_, cache_.size(), preloaded_.load()};
 }
 
 Expected<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateTokenRequest& request,
@@ -118,8 +186,10 @@ Expected<Principal> TokenStore::Authenticate(const std::string& secret) {
     auto it = cache_.find(hash);
     if (it != cache_.end() && now - it->second.fetched < cache_ttl_ &&
         (!it->second.expires || *it->second.expires > std::chrono::system_clock::now())) {
+      ++hits_;
       return it->second.principal;
     }
+    ++misses_;
   }
   CachedPrincipal entry;
   bool found = false;

@@ -11,6 +11,7 @@
 #include "fleet/rollout_manager.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
+#include "util/time.h"
 
 namespace modelfleet::fleet {
 
@@ -56,18 +57,6 @@ uint32_t SpreadInterval(uint32_t base) {
   return std::max<uint32_t>(1, static_cast<uint32_t>(base * jitter(rng)));
 }
 
-Expected<int64_t> ParseDeploymentId(const std::string& id) {
-  if (!id.starts_with("dep-")) return Fail(InvalidArgument("deployment_id", "is not a deployment id (dep-<number>)"));
-  try {
-    size_t used = 0;
-    int64_t v = std::stoll(id.substr(4), &used);
-    if (used != id.size() - 4 || v <= 0) throw std::invalid_argument("id");
-    return v;
-  } catch (const std::exception&) {
-    return Fail(InvalidArgument("deployment_id", "is not a deployment id (dep-<number>)"));
-  }
-}
-
 const v1::RunningModel* RunningOf(const v1::CheckInRequest& request, const std::string& model) {
   for (const auto& m : request.running()) {
     if (m.model() == model) return &m;
@@ -79,12 +68,14 @@ const v1::RunningModel* RunningOf(const v1::CheckInRequest& request, const std::
 
 CheckInService::CheckInService(db::Pool& pool, CheckInOptions options) : pool_(pool), options_(options) {
   background_ = std::thread([this] { RunBackground(); });
+  device_sync_ = std::thread([this] { RunDeviceSync(); });
 }
 
 CheckInService::~CheckInService() {
   stop_ = true;
   wake_.notify_all();
   if (background_.joinable()) background_.join();
+  if (device_sync_.joinable()) device_sync_.join();
   Status s = Flush();
   if (!s.ok()) spdlog::error("final flush of check-in state failed: {}", s.ToString());
 }
@@ -160,9 +151,11 @@ Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Pr
     std::shared_lock lock(devices_mu_);
     auto it = devices_.find(device.token_id);
     if (it != devices_.end() && std::chrono::steady_clock::now() - it->second.fetched < options_.device_cache_ttl) {
+      device_hits_.fetch_add(1, std::memory_order_relaxed);
       return it->second;
     }
   }
+  device_misses_.fetch_add(1, std::memory_order_relaxed);
   DeviceInfo info;
   MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
@@ -182,6 +175,106 @@ Expected<CheckInService::DeviceInfo> CheckInService::LookupDevice(const auth::Pr
   if (devices_.size() > 2'000'000) devices_.clear();  // bound memory
   devices_[device.token_id] = info;
   return info;
+}
+
+// The columns CacheDeviceRow reads, in its order.
+#define MF_DEVICE_CACHE_COLUMNS "id, device_id, admission, attributes, token_id"
+
+void CheckInService::CacheDeviceRow(const db::Row& row, std::chrono::steady_clock::time_point now) {
+  if (row.IsNull(4)) return;  // no credential: cannot check in
+  const int64_t token_id = row.Int(4);
+  if (row.Str(2) != "ACCEPTED") {
+    devices_.erase(token_id);  // pending devices are looked up on every check-in
+    return;
+  }
+  DeviceInfo& info = devices_[token_id];
+  info.row_id = row.Int(0);
+  info.device_id = row.Str(1);
+  info.admission = row.Str(2);
+  info.attributes.ParseFromString(row.Bytea(3));
+  info.fetched = now;
+}
+
+Status CheckInService::LoadAllDevices() {
+  constexpr int64_t kPage = 10'000;
+  int64_t after = 0;
+  for (bool more = true; more && !stop_;) {
+    MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
+      MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+          "SELECT " MF_DEVICE_CACHE_COLUMNS " FROM devices WHERE id > $1 AND admission = 'ACCEPTED' "
+          "AND token_id IS NOT NULL ORDER BY id LIMIT $2",
+          {after, kPage}));
+      more = static_cast<int64_t>(rows.size()) == kPage;
+      const auto now = std::chrono::steady_clock::now();
+      std::unique_lock lock(devices_mu_);
+      if (devices_.size() > 2'000'000) devices_.clear();  // bound memory
+      for (const auto& row : rows) {
+        CacheDeviceRow(row, now);
+        after = row.Int(0);
+      }
+      return Status::Ok();
+    }));
+  }
+  if (!stop_) devices_preloaded_ = true;
+  return Status::Ok();
+}
+
+Expected<int64_t> CheckInService::ApplyDeviceChangesSince(int64_t since_micros) {
+  // changed_at is stamped while the changing transaction runs, so one that commits after this
+  // poll may carry an earlier stamp: re-read a margin of a few seconds.
+  constexpr int64_t kLateCommitMarginMicros = 5'000'000;
+  int64_t clock = 0;
+  MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto now, tx.Exec("SELECT " MF_EPOCH_MICROS("clock_timestamp()")));
+    clock = now[0].Int(0);
+    if (since_micros == 0) return Status::Ok();
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT " MF_DEVICE_CACHE_COLUMNS " FROM devices WHERE changed_at >= to_timestamp($1::float8 / 1e6)",
+        {static_cast<double>(since_micros - kLateCommitMarginMicros)}));
+    const auto fetched = std::chrono::steady_clock::now();
+    std::unique_lock lock(devices_mu_);
+    for (const auto& row : rows) CacheDeviceRow(row, fetched);
+    return Status::Ok();
+  }));
+  return clock;
+}
+
+void CheckInService::RunDeviceSync() {
+  const auto reload_every = std::max<std::chrono::milliseconds>(options_.device_cache_ttl / 2, options_.device_poll_interval);
+  int64_t watermark = 0;  // taken before the first load, so no change made meanwhile is missed
+  auto next_reload = std::chrono::steady_clock::now();
+  while (!stop_) {
+    if (watermark == 0) {
+      auto clock = ApplyDeviceChangesSince(0);
+      if (clock) watermark = *clock;
+    }
+    if (watermark != 0 && std::chrono::steady_clock::now() >= next_reload) {
+      Status loaded = LoadAllDevices();
+      if (loaded.ok()) {
+        next_reload = std::chrono::steady_clock::now() + reload_every;
+      } else {
+        spdlog::warn("loading the device cache failed (will retry): {}", loaded.ToString());
+      }
+    }
+    {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_for(lock, options_.device_poll_interval, [&] { return stop_.load(); });
+    }
+    if (stop_) break;
+    if (watermark != 0) {
+      auto clock = ApplyDeviceChangesSince(watermark);
+      if (clock) {
+        watermark = *clock;
+      } else {
+        spdlog::warn("polling device changes failed (will retry): {}", clock.error().ToString());
+      }
+    }
+  }
+}
+
+CheckInService::CacheStats CheckInService::Stats() {
+  std::shared_lock lock(devices_mu_);
+  return {device_hits_.load(), device_misses_.load(), devices_.size(), devices_preloaded_.load()};
 }
 
 namespace {
@@ -265,77 +358,72 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
         (running->digest().empty() || running->digest() == r.manifest.digest())) {
       continue;  // already runs it
     }
-    // From here on the device is being deployed: its deployment row decides.
-    v1::Assignment assignment;
-    bool assign = false;
-    MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
-      MF_ASSIGN_OR_RETURN(auto forward, tx.Exec(
-          "SELECT id, step, previous_model, previous_version FROM deployments "
-          "WHERE rollout_id = $1 AND device_id = $2 AND NOT is_rollback",
+    // From here on the device is being deployed: its deployment rows decide. One autocommit
+    // read finds them; only creating one takes a (short) write transaction.
+    struct DeploymentRow {
+      int64_t id = 0;
+      std::string step, previous_version;
+    };
+    std::optional<DeploymentRow> forward, backward;
+    MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
+      MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+          "SELECT id, step, previous_version, is_rollback FROM deployments WHERE rollout_id = $1 AND device_id = $2",
           {r.row_id, device.row_id}));
-      if (rollback) {
-        if (forward.empty() || forward[0].Str(3).empty()) return Status::Ok();  // nothing to go back to
-        const std::string previous = forward[0].Str(3);
-        if (running && running->version() == previous) return Status::Ok();  // already back
-        MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-            "INSERT INTO deployments (rollout_id, device_id, is_rollback, target_version, previous_model, "
-            "previous_version, step) VALUES ($1, $2, TRUE, $3, $4, $5, 'ASSIGNED') "
-            "ON CONFLICT (rollout_id, device_id, is_rollback) DO UPDATE SET rollout_id = EXCLUDED.rollout_id "
-            "RETURNING id, step",
-            {r.row_id, device.row_id, previous, r.model, running ? running->version() : std::string()}));
-        if (IsTerminal(StepFromName(rows[0].Str(1)))) return Status::Ok();
-        // From the cache or in this transaction: ManifestOf would take a second pooled
-        // connection while this one is held, and concurrent check-ins doing so exhaust the pool.
-        const std::string key = r.model + "@" + previous;
-        bool cached = false;
-        {
-          std::lock_guard lock(manifests_mu_);
-          if (auto it = manifests_.find(key); it != manifests_.end()) {
-            *assignment.mutable_manifest() = it->second;
-            cached = true;
-          }
-        }
-        if (!cached) {
-          MF_RETURN_IF_ERROR(ReadManifest(tx, r.model, previous, assignment.mutable_manifest()));
-          std::lock_guard lock(manifests_mu_);
-          manifests_[key] = assignment.manifest();
-        }
-        assignment.set_deployment_id("dep-" + rows[0].Str(0));
-        assignment.set_is_rollback(true);
-        assignment.set_download_version(previous);
-        assign = true;
-        return Status::Ok();
+      for (const auto& row : rows) {
+        (row.Bool(3) ? backward : forward) = DeploymentRow{row.Int(0), row.Str(1), row.Str(2)};
       }
-      if (!forward.empty()) {
-        if (IsTerminal(StepFromName(forward[0].Str(1)))) return Status::Ok();  // failed, timed out, ...
-        assignment.set_deployment_id("dep-" + forward[0].Str(0));
-      } else {
-        if (r.state != "RUNNING" && r.state != "COMPLETED") return Status::Ok();  // paused: no new devices
-        // The snapshot may lag behind a pause, abort or rollback (made on another replica, or
-        // while it reloads): check the rollout itself. FOR SHARE orders this against
-        // RolloutManager::Transition, so a rollback either sees this deployment (and cancels
-        // it) or happens first (and this sees it).
-        MF_ASSIGN_OR_RETURN(auto current, tx.Exec("SELECT state FROM rollouts WHERE id = $1 FOR SHARE", {r.row_id}));
-        if (current.empty() || (current[0].Str(0) != "RUNNING" && current[0].Str(0) != "COMPLETED")) {
-          return Status::Ok();
-        }
-        MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-            "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
-            "VALUES ($1, $2, $3, $4, $5, 'ASSIGNED') ON CONFLICT (rollout_id, device_id, is_rollback) "
-            "DO UPDATE SET rollout_id = EXCLUDED.rollout_id RETURNING id, step",
-            {r.row_id, device.row_id, r.version, running ? r.model : std::string(),
-             running ? running->version() : std::string()}));
-        if (IsTerminal(StepFromName(rows[0].Str(1)))) return Status::Ok();
-        assignment.set_deployment_id("dep-" + rows[0].Str(0));
-        MF_RETURN_IF_ERROR(RecordDeviceEvent(tx, device.row_id, "assigned",
-                                             r.rollout_id + ": " + r.model + "@" + r.version));
-      }
-      *assignment.mutable_manifest() = r.manifest;
-      assignment.set_download_version(r.version);
-      assign = true;
       return Status::Ok();
     }));
-    if (!assign) continue;
+    v1::Assignment assignment;
+    if (rollback) {
+      if (!forward || forward->previous_version.empty()) continue;  // nothing to go back to
+      const std::string& previous = forward->previous_version;
+      if (running && running->version() == previous) continue;  // already back
+      if (!backward) {
+        MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+          MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+              "INSERT INTO deployments (rollout_id, device_id, is_rollback, target_version, previous_model, "
+              "previous_version, step) VALUES ($1, $2, TRUE, $3, $4, $5, 'ASSIGNED') "
+              "ON CONFLICT (rollout_id, device_id, is_rollback) DO UPDATE SET rollout_id = EXCLUDED.rollout_id "
+              "RETURNING id, step",
+              {r.row_id, device.row_id, previous, r.model, running ? running->version() : std::string()}));
+          backward = DeploymentRow{rows[0].Int(0), rows[0].Str(1), {}};
+          return Status::Ok();
+        }));
+      }
+      if (IsTerminal(StepFromName(backward->step))) continue;
+      MF_ASSIGN_OR_RETURN(*assignment.mutable_manifest(), ManifestOf(r.model, previous));
+      assignment.set_deployment_id(DeploymentId(backward->id));
+      assignment.set_is_rollback(true);
+      assignment.set_download_version(previous);
+    } else {
+      if (!forward) {
+        if (r.state != "RUNNING" && r.state != "COMPLETED") continue;  // paused: no new devices
+        MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+          // The snapshot may lag behind a pause, abort or rollback (made on another replica, or
+          // while it reloads): check the rollout itself. FOR SHARE orders this against
+          // RolloutManager::Transition, so a rollback either sees this deployment (and cancels
+          // it) or happens first (and this sees it).
+          MF_ASSIGN_OR_RETURN(auto current, tx.Exec("SELECT state FROM rollouts WHERE id = $1 FOR SHARE", {r.row_id}));
+          if (current.empty() || (current[0].Str(0) != "RUNNING" && current[0].Str(0) != "COMPLETED")) {
+            return Status::Ok();
+          }
+          MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+              "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
+              "VALUES ($1, $2, $3, $4, $5, 'ASSIGNED') ON CONFLICT (rollout_id, device_id, is_rollback) "
+              "DO UPDATE SET rollout_id = EXCLUDED.rollout_id RETURNING id, step",
+              {r.row_id, device.row_id, r.version, running ? r.model : std::string(),
+               running ? running->version() : std::string()}));
+          forward = DeploymentRow{rows[0].Int(0), rows[0].Str(1), {}};
+          return RecordDeviceEvent(tx, device.row_id, "assigned", r.rollout_id + ": " + r.model + "@" + r.version);
+        }));
+        if (!forward) continue;  // the rollout is no longer running
+      }
+      if (IsTerminal(StepFromName(forward->step))) continue;  // failed, timed out, ...
+      *assignment.mutable_manifest() = r.manifest;
+      assignment.set_deployment_id(DeploymentId(forward->id));
+      assignment.set_download_version(r.version);
+    }
     assignment.set_rollout_id(r.rollout_id);
     assignment.set_download_model(r.model);
     assignment.set_timeout_seconds(r.timeout_seconds);
@@ -347,7 +435,7 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
 }
 
 Status CheckInService::ReportDeployment(const auth::Principal& principal, const v1::DeploymentReport& report) {
-  MF_ASSIGN_OR_RETURN(int64_t id, ParseDeploymentId(report.deployment_id()));
+  MF_ASSIGN_OR_RETURN(int64_t id, ParseDeploymentId(report.deployment_id(), "deployment_id"));
   if (!v1::DeploymentStep_IsValid(report.step()) || report.step() == v1::DEPLOYMENT_STEP_UNSPECIFIED) {
     return InvalidArgument("step", "is required");
   }

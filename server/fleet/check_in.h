@@ -7,8 +7,15 @@
 // runs what it should, costs no database round trip: the device record comes from a cache,
 // and what it reports (last seen, running model, agent state, telemetry) is written behind,
 // merged and batched, by one writer thread (an unchanged status only every status_refresh,
-// so last_seen of a quiet device is precise to that much). Only a device that is being deployed touches the
-// database on its check-in (its deployment row: one read, and one insert the first time).
+// so last_seen of a quiet device is precise to that much). Only a device that is being
+// deployed touches the database on its check-in: one autocommit read of its deployment row
+// (and a short write transaction the first time, to create it).
+//
+// The device cache is kept by a second background thread: it loads every accepted device at
+// start (so a freshly started replica does not pay one lookup per device), reloads them every
+// device_cache_ttl / 2, and every device_poll_interval reads the devices whose admission,
+// attributes or credential changed since its last poll (devices.changed_at, migration 0003),
+// so a change made on any replica reaches every replica's cache within about that interval.
 //
 // Deployment reports are written synchronously and acknowledged only once committed.
 // Telemetry and last-seen written behind may lose at most one flush interval on a crash; they
@@ -47,6 +54,7 @@ struct CheckInOptions {
   std::chrono::milliseconds flush_interval{200};
   std::chrono::seconds device_cache_ttl{600};        // accepted devices only
   std::chrono::seconds status_refresh{300};          // last_seen precision of a quiet device
+  std::chrono::milliseconds device_poll_interval{1000};  // device changes reach the cache
 };
 
 class CheckInService {
@@ -68,6 +76,13 @@ class CheckInService {
   void InvalidateDevices();
   // Writes everything queued now (tests, shutdown).
   Status Flush();
+
+  struct CacheStats {
+    uint64_t device_hits = 0, device_misses = 0;
+    size_t devices = 0;
+    bool devices_preloaded = false;  // the first full load of the device cache has finished
+  };
+  CacheStats Stats();
 
  private:
   struct RolloutView {
@@ -108,6 +123,11 @@ class CheckInService {
   Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
   void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request);
   void RunBackground();
+  // The device-cache thread (see the top of this file) and its two kinds of read.
+  void RunDeviceSync();
+  Status LoadAllDevices();
+  Expected<int64_t> ApplyDeviceChangesSince(int64_t since_micros);  // returns the new watermark
+  void CacheDeviceRow(const db::Row& row, std::chrono::steady_clock::time_point now);  // under devices_mu_
 
   db::Pool& pool_;
   const CheckInOptions options_;
@@ -119,6 +139,8 @@ class CheckInService {
 
   std::shared_mutex devices_mu_;
   std::unordered_map<int64_t, DeviceInfo> devices_;  // by token id
+  std::atomic<uint64_t> device_hits_{0}, device_misses_{0};
+  std::atomic<bool> devices_preloaded_{false};
 
   std::mutex manifests_mu_;
   std::map<std::string, v1::Manifest> manifests_;  // "model@version"
@@ -134,6 +156,7 @@ class CheckInService {
   std::mutex wake_mu_;
   std::condition_variable wake_;
   std::thread background_;
+  std::thread device_sync_;
 };
 
 }  // namespace modelfleet::fleet

@@ -9,10 +9,13 @@
 // Terminal: ACTIVATED (unless rolled back locally), FAILED, ROLLED_BACK, TIMED_OUT, CANCELLED.
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "modelfleet/status.h"
 #include "modelfleet/v1/fleet.pb.h"
+#include "util/prefixed_id.h"
 
 namespace modelfleet::fleet {
 
@@ -29,5 +32,12 @@ bool IsFailure(v1::DeploymentStep step);
 // "DOWNLOADING" <-> DEPLOYMENT_STEP_DOWNLOADING (the database spelling).
 std::string_view StepName(v1::DeploymentStep step);
 v1::DeploymentStep StepFromName(std::string_view name);
+
+// A deployment's public id, "dep-<row id>", and back (INVALID_ARGUMENT naming `field`).
+inline constexpr std::string_view kDeploymentIdPrefix = "dep-";
+inline std::string DeploymentId(int64_t row_id) { return util::FormatPrefixedId(kDeploymentIdPrefix, row_id); }
+inline Expected<int64_t> ParseDeploymentId(std::string_view id, std::string_view field) {
+  return util::ParsePrefixedId(id, kDeploymentIdPrefix, field, "deployment");
+}
 
 }  // namespace modelfleet::fleet

@@ -76,10 +76,29 @@ v1::Device DeviceFromRow(const db::Row& row) {
   d.set_agent_state(state);
   if (!row.IsNull(9)) SetTimestamp(row.OptInt(9), d.mutable_last_seen());
   if (!row.IsNull(10)) {
-    d.set_current_deployment_id("dep-" + row.Str(10));
+    d.set_current_deployment_id(DeploymentId(row.Int(10)));
     d.set_current_deployment_step(StepFromName(row.Str(11)));
   }
   return d;
+}
+
+Status DeviceRegistry::AuthorizeDownload(const auth::Principal& device, const v1::VersionRef& ref) {
+  if (ref.selector_case() != v1::VersionRef::kVersion) {
+    return PermissionDenied("devices download the version they were assigned, by version, not by alias");
+  }
+  const std::string what = ref.model() + "@" + ref.version();
+  bool assigned = false;
+  MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT 1 FROM deployments dep JOIN devices d ON d.id = dep.device_id JOIN rollouts r ON r.id = dep.rollout_id "
+        "JOIN models m ON m.id = r.model_id WHERE d.token_id = $1 AND m.name = $2 AND dep.target_version = $3 "
+        "AND dep.step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING', 'ACTIVATED') LIMIT 1",
+        {device.token_id, ref.model(), ref.version()}));
+    assigned = !rows.empty();
+    return Status::Ok();
+  }));
+  if (!assigned) return PermissionDenied("this device has no deployment of " + what);
+  return Status::Ok();
 }
 
 Status RecordDeviceEvent(db::Tx& tx, int64_t device_row_id, const std::string& kind, const std::string& detail) {

@@ -20,6 +20,7 @@
 #include "db/pool.h"
 #include "modelfleet/status.h"
 #include "modelfleet/v1/fleet.pb.h"
+#include "modelfleet/v1/registry.pb.h"
 
 namespace modelfleet::fleet {
 
@@ -48,6 +49,12 @@ class DeviceRegistry {
   // Filter: fleet.proto's device selector (kDeviceFilter); ordered by enrollment; keyset paged.
   Expected<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
   Expected<v1::ListDeviceHistoryResponse> History(const v1::ListDeviceHistoryRequest& request);
+
+  // What a device credential may download: a version it has been assigned (a deployment of
+  // this device, to or back to that model version, that is under way or activated), named by
+  // version (not alias). PERMISSION_DENIED otherwise (naming the version, not revealing
+  // whether it exists); UNAVAILABLE.
+  Status AuthorizeDownload(const auth::Principal& device, const v1::VersionRef& ref);
 
   // Validation shared with check-ins that update attributes.
   static Status ValidateAttributes(const v1::DeviceAttributes& attributes, const std::string& field);

@@ -102,17 +102,7 @@ const std::vector<std::string> kActiveStates = {"QUEUED", "RUNNING", "WAITING_AP
 }  // namespace
 
 Expected<int64_t> RolloutManager::ParseRolloutId(const std::string& rollout_id, const std::string& field) {
-  if (!rollout_id.starts_with("ro-") || rollout_id.size() < 4 || rollout_id.size() > 22) {
-    return Fail(InvalidArgument(field, "'" + rollout_id + "' is not a rollout id (ro-<number>)"));
-  }
-  try {
-    size_t used = 0;
-    int64_t id = std::stoll(rollout_id.substr(3), &used);
-    if (used != rollout_id.size() - 3 || id <= 0) throw std::invalid_argument("rollout id");
-    return id;
-  } catch (const std::exception&) {
-    return Fail(InvalidArgument(field, "'" + rollout_id + "' is not a rollout id (ro-<number>)"));
-  }
+  return util::ParsePrefixedId(rollout_id, kRolloutIdPrefix, field, "rollout");
 }
 
 Expected<v1::Rollout> RolloutManager::Load(db::Tx& tx, int64_t row_id) {

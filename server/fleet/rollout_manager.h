@@ -28,12 +28,14 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "auth/principal.h"
 #include "db/pool.h"
 #include "modelfleet/status.h"
 #include "modelfleet/v1/fleet.pb.h"
+#include "util/prefixed_id.h"
 
 namespace modelfleet::fleet {
 
@@ -85,7 +87,8 @@ class RolloutManager {
 
   // Row id from "ro-<n>"; INVALID_ARGUMENT otherwise.
   static Expected<int64_t> ParseRolloutId(const std::string& rollout_id, const std::string& field);
-  static std::string RolloutId(int64_t row_id) { return "ro-" + std::to_string(row_id); }
+  static constexpr std::string_view kRolloutIdPrefix = "ro-";
+  static std::string RolloutId(int64_t row_id) { return util::FormatPrefixedId(kRolloutIdPrefix, row_id); }
 
   // Loads a rollout with its stages (no progress) inside `tx`.
   Expected<v1::Rollout> Load(db::Tx& tx, int64_t rollout_row_id);

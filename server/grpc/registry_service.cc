@@ -126,6 +126,11 @@ grpc::Status RegistryServiceImpl::ListAliasHistory(grpc::ServerContext* ctx, con
 grpc::Status RegistryServiceImpl::Download(grpc::ServerContext* ctx, const v1::DownloadRequest* req,
                                            grpc::ServerWriter<v1::DownloadChunk>* writer) {
   MF_AUTHORIZE_OR_RETURN(caller, "Download");
+  if (caller.role == v1::ROLE_DEVICE) {
+    Status allowed = device_gate_ ? device_gate_(caller, req->ref())
+                                  : PermissionDenied("devices may not download from this server");
+    if (!allowed.ok()) return ToGrpcStatus(allowed, ctx);
+  }
   Status s = registry_.Download(*req, [&](const v1::DownloadChunk& chunk) -> Status {
     if (!writer->Write(chunk)) return Status(StatusCode::kCancelled, "the client went away");
     return Status::Ok();

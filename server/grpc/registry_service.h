@@ -2,6 +2,8 @@
 // method and convert the result.
 #pragma once
 
+#include <functional>
+
 #include "auth/token_store.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
 #include "registry/registry.h"
@@ -10,8 +12,12 @@ namespace modelfleet::grpc_edge {
 
 class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
-  RegistryServiceImpl(registry::Registry& registry, auth::TokenStore& tokens)
-      : registry_(registry), tokens_(tokens) {}
+  // Decides whether a device credential may download what it asks for (the fleet knows which
+  // versions a device was assigned). Without one, devices may not download at all.
+  using DeviceDownloadGate = std::function<Status(const auth::Principal& device, const v1::VersionRef& ref)>;
+
+  RegistryServiceImpl(registry::Registry& registry, auth::TokenStore& tokens, DeviceDownloadGate device_gate = {})
+      : registry_(registry), tokens_(tokens), device_gate_(std::move(device_gate)) {}
 
   grpc::Status CreateModel(grpc::ServerContext* ctx, const v1::CreateModelRequest* req, v1::Model* resp) override;
   grpc::Status GetModel(grpc::ServerContext* ctx, const v1::GetModelRequest* req, v1::Model* resp) override;
@@ -40,6 +46,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
  private:
   registry::Registry& registry_;
   auth::TokenStore& tokens_;
+  DeviceDownloadGate device_gate_;
 };
 
 }  // namespace modelfleet::grpc_edge

@@ -1148,6 +1148,38 @@ TEST_F(FleetAuthorization, DevicesPublishersAndEnrollmentTokensStayInTheirLane) 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(s);
   EXPECT_EQ(Report(*device_stub, a.token, "dep-987654321", v1::DEPLOYMENT_STEP_DOWNLOADING).error_code(),
             grpc::StatusCode::NOT_FOUND);
+  // A device downloads what it was assigned, and nothing else (not by alias either).
+  auto first_chunk = [&](const std::string& token, const v1::VersionRef& ref) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::DownloadRequest req;
+    *req.mutable_ref() = ref;
+    req.set_length(16);
+    auto reader = registry_->Download(&ctx, req);
+    v1::DownloadChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    return reader->Finish();
+  };
+  v1::VersionRef assigned;
+  assigned.set_model(kModel);
+  assigned.set_version(dep_a->download_version());
+  s = first_chunk(a.token, assigned);
+  EXPECT_TRUE(s.ok()) << Describe(s);
+  v1::VersionRef other = assigned;
+  other.set_version(kOld);
+  ASSERT_NE(other.version(), assigned.version());
+  s = first_chunk(a.token, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << Describe(s);
+  EXPECT_NE(s.error_message().find(std::string(kModel) + "@" + kOld), std::string::npos) << s.error_message();
+  v1::VersionRef by_alias;
+  by_alias.set_model(kModel);
+  by_alias.set_alias("production");
+  s = first_chunk(a.token, by_alias);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << Describe(s);
+  s = first_chunk(admin_, other);
+  EXPECT_TRUE(s.ok()) << "admins download any version: " << Describe(s);
+
   v1::Device device_a = GetDevice(a.device_id);
   EXPECT_EQ(device_a.current_deployment_id(), dep_a->deployment_id());
   EXPECT_EQ(device_a.current_deployment_step(), v1::DEPLOYMENT_STEP_ASSIGNED) << "another device changed it";

@@ -1,14 +1,20 @@
 // The fleet core against a real PostgreSQL 15: cohort buckets computed in SQL equal the ones
 // computed in C++, stage cohorts are sticky supersets, conflicting rollouts are refused or
-// queued, transitions happen exactly once under races, and bad requests create nothing.
+// queued, transitions happen exactly once under races, bad requests create nothing, and the
+// check-in path's caches (devices, credentials) are loaded at start and follow changes made
+// through another replica.
 #include <gtest/gtest.h>
 
 #include <set>
 #include <thread>
 
+#include "auth/token_store.h"
 #include "blob/local_blob_store.h"
 #include "db/migrations.h"
+#include "fleet/check_in.h"
+#include "modelfleet/crypto.h"
 #include "fleet/cohort.h"
+#include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
 #include "fleet/rollout_manager.h"
 #include "postgres_environment.h"
@@ -75,6 +81,31 @@ class FleetCoreTest : public ::testing::Test {
     });
     EXPECT_TRUE(s.ok()) << s.ToString();
     return ids;
+  }
+
+  // Inserts `n` accepted devices "dev-<site>-<i>" with a device credential each (an api_tokens
+  // row; the secret is never needed: CheckInService is handed the principal directly) and
+  // their attributes as reported; returns their principals.
+  std::vector<auth::Principal> AddDevicesWithCredentials(int n, const std::string& site) {
+    std::vector<auth::Principal> principals;
+    Status s = pool_->Write([&](db::Tx& tx) -> Status {
+      for (int i = 0; i < n; ++i) {
+        std::string id = "dev-" + site + "-" + std::to_string(i);
+        MF_ASSIGN_OR_RETURN(auto token, tx.Exec(
+            "INSERT INTO api_tokens (name, role, token_hash, created_by) VALUES ($1, 'device', $2, 'test') RETURNING id",
+            {id, Sha256Hex(id)}));
+        v1::DeviceAttributes attributes;
+        attributes.set_site(site);
+        MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
+            "INSERT INTO devices (device_id, hardware_id, admission, site, attributes, token_id) "
+            "VALUES ($1, $2, 'ACCEPTED', $3, $4, $5)",
+            {id, "hw-" + id, site, db::Bytes{attributes.SerializeAsString()}, token[0].Int(0)})));
+        principals.push_back({token[0].Int(0), id, v1::ROLE_DEVICE});
+      }
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return principals;
   }
 
   v1::CreateRolloutRequest Request(const std::string& target, std::vector<std::pair<double, uint32_t>> stages) {
@@ -274,6 +305,119 @@ TEST_F(FleetCoreTest, BadRolloutRequestsCreateNothing) {
     EXPECT_EQ(result.error().field(), b.field) << b.name << ": " << result.error().ToString();
   }
   EXPECT_EQ(CountRollouts(), 0);
+}
+
+}  // namespace
+}  // namespace modelfleet::fleet
+
+namespace modelfleet::fleet {
+namespace {
+
+bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+TEST_F(FleetCoreTest, CheckInCacheIsLoadedAtStartAndFollowsChangesFromOtherReplicas) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(60, "berlin");
+  CheckInOptions options;
+  options.device_poll_interval = std::chrono::milliseconds(100);
+  CheckInService a(*pool_, options);  // two replicas on one database
+  CheckInService b(*pool_, options);
+  ASSERT_TRUE(Eventually([&] { return a.Stats().devices_preloaded && b.Stats().devices_preloaded; }));
+  EXPECT_EQ(b.Stats().devices, devices.size());
+
+  // Every first check-in after the start is served from the loaded cache.
+  for (const auto& d : devices) {
+    auto answer = b.CheckIn(d, {});
+    ASSERT_TRUE(answer) << answer.error().ToString();
+    EXPECT_TRUE(answer->keep_current());
+  }
+  EXPECT_EQ(b.Stats().device_misses, 0u);
+  EXPECT_EQ(b.Stats().device_hits, devices.size());
+
+  // A device reports new attributes to replica a; replica b, which cached the old ones, puts
+  // it into a rollout targeting the new site without waiting for a cache TTL.
+  auto created = rollouts_->Create(Request("site = \"munich\"", {{100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  b.InvalidateRollouts();
+  auto before = b.CheckIn(devices[0], {});
+  ASSERT_TRUE(before);
+  EXPECT_TRUE(before->keep_current()) << "berlin is not targeted yet";
+  v1::CheckInRequest moved;
+  moved.mutable_attributes()->set_site("munich");
+  ASSERT_TRUE(a.CheckIn(devices[0], moved));
+  v1::CheckInResponse after;
+  ASSERT_TRUE(Eventually([&] {
+    auto r = b.CheckIn(devices[0], {});
+    if (r) after = *r;
+    return r && r->has_assignment();
+  })) << "replica b never saw the new site";
+  EXPECT_EQ(after.assignment().rollout_id(), created->rollout_id());
+  EXPECT_EQ(after.assignment().download_version(), "1.1.0");
+  // Asked again, the same deployment (read, not created twice).
+  auto again = b.CheckIn(devices[0], {});
+  ASSERT_TRUE(again && again->has_assignment());
+  EXPECT_EQ(again->assignment().deployment_id(), after.assignment().deployment_id());
+
+  // An admission change made elsewhere (here: straight in the database) reaches the cache too.
+  ASSERT_TRUE(pool_->Write([&](db::Tx& tx) -> Status {
+                return StatusOf(tx.Exec("UPDATE devices SET admission = 'REJECTED' WHERE token_id = $1",
+                                        {devices[1].token_id}));
+              }).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto r = b.CheckIn(devices[1], {});
+    return r && r->admission() == v1::DEVICE_ADMISSION_REJECTED && r->keep_current();
+  })) << "replica b kept serving a rejected device from its cache";
+}
+
+TEST_F(FleetCoreTest, TokenCacheIsLoadedAtStartAndRevocationsReachOtherReplicas) {
+  auth::TokenStore issuer(*pool_);
+  std::vector<std::string> secrets;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 40; ++i) {
+    v1::CreateTokenRequest request;
+    request.set_name("device-" + std::to_string(i));
+    request.set_role(v1::ROLE_DEVICE);
+    auto created = issuer.Create(request, "test");
+    ASSERT_TRUE(created) << created.error().ToString();
+    secrets.push_back(created->secret());
+    ids.push_back(created->token().id());
+  }
+  auth::TokenStore replica(*pool_, std::chrono::minutes(10));
+  replica.StartCacheSync(std::chrono::milliseconds(100));
+  ASSERT_TRUE(Eventually([&] { return replica.Stats().preloaded; }));
+  for (const auto& secret : secrets) ASSERT_TRUE(replica.Authenticate(secret));
+  EXPECT_EQ(replica.Stats().misses, 0u);
+  EXPECT_EQ(replica.Stats().hits, secrets.size());
+
+  ASSERT_TRUE(issuer.Revoke(ids[3]));
+  ASSERT_TRUE(Eventually([&] { return !replica.Authenticate(secrets[3]); }))
+      << "a token revoked on another replica kept working";
+  auto refused = replica.Authenticate(secrets[3]);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(replica.Authenticate(secrets[4])) << "revoking one token dropped another";
+}
+
+TEST(PrefixedIdTest, ParsesOnlyItsOwnPrefixAndPositiveNumbers) {
+  EXPECT_EQ(DeploymentId(42), "dep-42");
+  auto ok = ParseDeploymentId("dep-42", "deployment_id");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, 42);
+  EXPECT_EQ(*RolloutManager::ParseRolloutId(RolloutManager::RolloutId(7), "rollout_id"), 7);
+  for (const char* bad : {"ro-42", "dep-", "dep-0", "dep--1", "dep-+1", "dep-01", "dep-4x", "dep-99999999999999999999",
+                          " dep-1", "DEP-1"}) {
+    auto parsed = ParseDeploymentId(bad, "deployment_id");
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_EQ(parsed.error().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(parsed.error().ToString().find("deployment_id"), std::string::npos) << parsed.error().ToString();
+  }
+  EXPECT_FALSE(RolloutManager::ParseRolloutId("dep-3", "rollout_id"));
 }
 
 }  // namespace
