@@ -19,9 +19,14 @@
 //   of it to 10% of the fleet (target "*", one stage that never advances), so about 10% of the
 //   check-ins get an assignment (counted), each a database transaction on the server.
 //
+//   --fresh-replica 1: after seeding (and the rollout), restarts the server, so the measured
+//   check-ins hit a replica that has just started on an existing fleet (its caches load in the
+//   background from the start; its log says when), and measures them before the health
+//   baseline. With --warmup 0 the first visit of every device is measured.
+//
 //   checkin_bench [--devices N] [--seconds S] [--warmup S] [--concurrency C] [--mode steady|rollout]
 //                 [--client-threads T] [--channels K] [--server-arg ARG]... [--setup-sql SQL]...
-//                 [--db-pool-size P] [--pg-statements N]
+//                 [--db-pool-size P] [--pg-statements N] [--fresh-replica 0|1]
 //   defaults: 100000 devices, 20 s measured after 5 s of warm-up, 64 calls in flight,
 //             steady, 2 client threads, 4 channels (TCP connections).
 //
@@ -87,6 +92,7 @@ struct Config {
   std::vector<std::string> setup_sql;
   int db_pool_size = 0;  // 0: the fixture's (4)
   int pg_statements = 0;  // print this many top statements (pg_stat_statements) of the check-in run
+  bool fresh_replica = false;
 };
 
 std::string DeviceSecret(int64_t i) { return "mf_" + Sha256Hex("checkin-bench-" + std::to_string(i)); }
@@ -593,10 +599,11 @@ int main(int argc, char** argv) {
     else if (flag == "--setup-sql") config.setup_sql.push_back(value);
     else if (flag == "--db-pool-size") config.db_pool_size = std::stoi(value);
     else if (flag == "--pg-statements") config.pg_statements = std::stoi(value);
+    else if (flag == "--fresh-replica") config.fresh_replica = value == "1" || value == "true";
     else {
       std::cerr << "unknown flag " << flag
                 << "\nusage: checkin_bench [--devices N] [--seconds S] [--warmup S] [--concurrency C] "
-                   "[--mode steady|rollout] [--client-threads T] [--channels K] [--server-arg ARG]... [--setup-sql SQL]... [--db-pool-size P] [--pg-statements N]\n";
+                   "[--mode steady|rollout] [--client-threads T] [--channels K] [--server-arg ARG]... [--setup-sql SQL]... [--db-pool-size P] [--pg-statements N] [--fresh-replica 0|1]\n";
       return 2;
     }
   }
@@ -658,6 +665,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (config.fresh_replica) {
+    server.reset();
+    server = BenchServer::Start(conninfo, config.db_pool_size, config.server_args, &error);
+    if (!server) {
+      std::cerr << "cannot restart the server: " << error << std::endl;
+      return 1;
+    }
+    std::printf("restarted the server on the seeded fleet: a fresh replica, its caches loading from now on\n");
+  }
+
   // Several channels = several TCP connections (distinct args keep gRPC from sharing one).
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < config.channels; ++i) {
@@ -683,14 +700,35 @@ int main(int argc, char** argv) {
               config.client_threads, config.channels, config.mode.c_str());
 
   CpuWatch watch{server->pid(), PostmasterPid(conninfo), conninfo};
-  Driver health_driver(config, channels, bearer);
-  RunResult health = health_driver.Run(Kind::kHealth, watch);
-  PrintRun("health", health);
+  RunResult health, check_in;
+  auto run_health = [&] {
+    Driver health_driver(config, channels, bearer);
+    health = health_driver.Run(Kind::kHealth, watch);
+    PrintRun("health", health);
+  };
+  if (!config.fresh_replica) run_health();
   std::string ignored;
   if (config.pg_statements > 0) Psql(conninfo, "SELECT pg_stat_statements_reset()", &ignored);
-  Driver check_in_driver(config, channels, bearer);
-  RunResult check_in = check_in_driver.Run(Kind::kCheckIn, watch);
-  PrintRun("check-in", check_in);
+  {
+    Driver check_in_driver(config, channels, bearer);
+    check_in = check_in_driver.Run(Kind::kCheckIn, watch);
+    PrintRun("check-in", check_in);
+  }
+  if (config.fresh_replica) {
+    run_health();
+    for (const char* cache : {"token cache", "device cache"}) {
+      const std::string log = server->Log();
+      for (size_t pos = log.find(cache); pos != std::string::npos; pos = log.find(cache, pos + 1)) {
+        const size_t begin = log.rfind('\n', pos) + 1;
+        const size_t end = log.find('\n', pos);
+        const std::string line = log.substr(begin, end - begin);
+        if (line.find("loaded") != std::string::npos) {
+          std::printf("          server: %s\n", line.c_str());
+          break;
+        }
+      }
+    }
+  }
 
   const double rate = check_in.rate();
   std::printf("          each device came back every %.1f s (the server caches tokens and accepted devices for 10 min)\n",

@@ -98,6 +98,8 @@ Expected<int64_t> TokenStore::DropRevokedSince(int64_t since_micros) {
 
 Status TokenStore::Preload() {
   constexpr int64_t kPage = 10'000;
+  const auto started = std::chrono::steady_clock::now();
+  size_t loaded = 0;
   int64_t after = 0;
   for (;;) {
     std::vector<std::pair<std::string, CachedPrincipal>> page;
@@ -121,12 +123,16 @@ Status TokenStore::Preload() {
     if (page.empty()) break;
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mu_);
+    loaded += page.size();
     for (auto& [hash, entry] : page) {
       entry.fetched = now;
       cache_.insert_or_assign(std::move(hash), std::move(entry));
     }
     if (static_cast<int64_t>(page.size()) < kPage) break;
   }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  spdlog::log(preloaded_ ? spdlog::level::debug : spdlog::level::info, "token cache: loaded {} live tokens in {} ms",
+              loaded, ms.count());
   preloaded_ = true;
   return Status::Ok();
 }

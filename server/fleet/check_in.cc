@@ -197,6 +197,8 @@ void CheckInService::CacheDeviceRow(const db::Row& row, std::chrono::steady_cloc
 
 Status CheckInService::LoadAllDevices() {
   constexpr int64_t kPage = 10'000;
+  const auto started = std::chrono::steady_clock::now();
+  size_t loaded = 0;
   int64_t after = 0;
   for (bool more = true; more && !stop_;) {
     MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
@@ -212,10 +214,15 @@ Status CheckInService::LoadAllDevices() {
         CacheDeviceRow(row, now);
         after = row.Int(0);
       }
+      loaded += rows.size();
       return Status::Ok();
     }));
   }
-  if (!stop_) devices_preloaded_ = true;
+  if (stop_) return Status::Ok();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  spdlog::log(devices_preloaded_ ? spdlog::level::debug : spdlog::level::info,
+              "device cache: loaded {} accepted devices in {} ms", loaded, ms.count());
+  devices_preloaded_ = true;
   return Status::Ok();
 }
 
@@ -431,7 +438,54 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     *response.mutable_assignment() = std::move(assignment);
     return response;
   }
+  // A device that says it is applying an assignment, which this replica's snapshot does not
+  // (yet) give it (the snapshot may lag a stage change made on another replica by up to a
+  // refresh): its deployment row decides, so replicas never disagree about an assignment under
+  // way. Rare, so one read is affordable.
+  switch (request.agent_state()) {
+    case v1::AGENT_STATE_DOWNLOADING:
+    case v1::AGENT_STATE_VERIFYING:
+    case v1::AGENT_STATE_INSTALLING:
+    case v1::AGENT_STATE_SELF_TESTING: {
+      MF_ASSIGN_OR_RETURN(std::optional<v1::Assignment> under_way, AssignmentUnderWay(device));
+      if (under_way) {
+        v1::CheckInResponse response;
+        *response.mutable_assignment() = std::move(*under_way);
+        return response;
+      }
+      break;
+    }
+    default:
+      break;
+  }
   return keep;
+}
+
+Expected<std::optional<v1::Assignment>> CheckInService::AssignmentUnderWay(const DeviceInfo& device) {
+  std::optional<v1::Assignment> assignment;
+  std::string model, version;
+  MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT dep.id, dep.is_rollback, dep.target_version, m.name, r.id, r.deployment_timeout_seconds "
+        "FROM deployments dep JOIN rollouts r ON r.id = dep.rollout_id JOIN models m ON m.id = r.model_id "
+        "WHERE dep.device_id = $1 AND dep.step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', "
+        "'SELF_TESTING') AND r.state <> 'ABORTED' ORDER BY dep.id DESC LIMIT 1",
+        {device.row_id}));
+    if (rows.empty()) return Status::Ok();
+    assignment.emplace();
+    assignment->set_deployment_id(DeploymentId(rows[0].Int(0)));
+    assignment->set_is_rollback(rows[0].Bool(1));
+    version = rows[0].Str(2);
+    model = rows[0].Str(3);
+    assignment->set_rollout_id(RolloutManager::RolloutId(rows[0].Int(4)));
+    assignment->set_timeout_seconds(static_cast<uint32_t>(rows[0].Int(5)));
+    return Status::Ok();
+  }));
+  if (!assignment) return assignment;
+  MF_ASSIGN_OR_RETURN(*assignment->mutable_manifest(), ManifestOf(model, version));
+  assignment->set_download_model(model);
+  assignment->set_download_version(version);
+  return assignment;
 }
 
 Status CheckInService::ReportDeployment(const auth::Principal& principal, const v1::DeploymentReport& report) {

@@ -23,7 +23,9 @@
 //
 // Every replica computes the same desired state from the same rollouts table (cohorts are a
 // pure function of device and rollout), so assignments do not flip between replicas; a replica
-// may lag one refresh interval behind a rollout change.
+// may lag one refresh interval behind a rollout change, which can delay a device's first
+// assignment by that much but never withdraw one under way: a device that says it is applying
+// an assignment the snapshot does not give it gets its deployment from the database.
 //
 // Thread-safe.
 #pragma once
@@ -35,6 +37,7 @@
 #include <set>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -120,6 +123,9 @@ class CheckInService {
   Expected<DeviceInfo> LookupDevice(const auth::Principal& device);
   Expected<v1::CheckInResponse> Decide(const DeviceInfo& device, const v1::CheckInRequest& request,
                                        const Snapshot& snapshot);
+  // The newest deployment of `device` still under way (assigned, not yet terminal), from the
+  // database, as an assignment; nullopt if none.
+  Expected<std::optional<v1::Assignment>> AssignmentUnderWay(const DeviceInfo& device);
   Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
   void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request);
   void RunBackground();

@@ -375,6 +375,51 @@ TEST_F(FleetCoreTest, CheckInCacheIsLoadedAtStartAndFollowsChangesFromOtherRepli
   })) << "replica b kept serving a rejected device from its cache";
 }
 
+TEST_F(FleetCoreTest, LaggingReplicaKeepsGivingAnAssignmentUnderWay) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(80, "berlin");
+  auto created = rollouts_->Create(Request("*", {{10, 0}, {100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  CheckInOptions fresh_options;
+  CheckInOptions lagging_options;
+  lagging_options.refresh_interval = std::chrono::hours(1);  // never notices the stage change
+  CheckInService fresh(*pool_, fresh_options);
+  CheckInService lagging(*pool_, lagging_options);
+  ASSERT_TRUE(lagging.CheckIn(devices[0], {}));  // loads its snapshot: stage 0
+
+  auto row_id = RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
+  ASSERT_TRUE(row_id);
+  auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
+  ASSERT_TRUE(advanced && *advanced);
+  auto stage1 = rollouts_->Get(created->rollout_id());
+  ASSERT_TRUE(stage1);
+  // A device that joined with stage 1 (outside stage 0's cohort).
+  const auth::Principal* joined = nullptr;
+  for (const auto& d : devices) {
+    double bucket = CohortBucket(d.name, created->rollout_id());
+    if (bucket >= created->cohort_cutoff() && bucket < stage1->cohort_cutoff()) {
+      joined = &d;
+      break;
+    }
+  }
+  ASSERT_NE(joined, nullptr);
+  fresh.InvalidateRollouts();
+  auto assigned = fresh.CheckIn(*joined, {});
+  ASSERT_TRUE(assigned) << assigned.error().ToString();
+  ASSERT_TRUE(assigned->has_assignment());
+
+  // The device, busy downloading, next checks in on the lagging replica: same assignment.
+  v1::CheckInRequest busy;
+  busy.set_agent_state(v1::AGENT_STATE_DOWNLOADING);
+  auto on_lagging = lagging.CheckIn(*joined, busy);
+  ASSERT_TRUE(on_lagging) << on_lagging.error().ToString();
+  ASSERT_TRUE(on_lagging->has_assignment()) << "the lagging replica told a device mid-deployment to keep its model";
+  EXPECT_EQ(on_lagging->assignment().deployment_id(), assigned->assignment().deployment_id());
+  EXPECT_EQ(on_lagging->assignment().download_version(), assigned->assignment().download_version());
+  EXPECT_EQ(on_lagging->assignment().manifest().digest(), assigned->assignment().manifest().digest());
+  EXPECT_EQ(on_lagging->assignment().rollout_id(), created->rollout_id());
+  EXPECT_EQ(on_lagging->assignment().timeout_seconds(), assigned->assignment().timeout_seconds());
+}
+
 TEST_F(FleetCoreTest, TokenCacheIsLoadedAtStartAndRevocationsReachOtherReplicas) {
   auth::TokenStore issuer(*pool_);
   std::vector<std::string> secrets;
