@@ -59,19 +59,21 @@ Expected<int> RolloutController::Tick() {
     return Status::Ok();
   }));
   // (2) and (3).
-  std::vector<std::pair<int64_t, std::string>> active;
+  struct Active {
+    int64_t row_id = 0, model_id = 0;
+    std::string state;
+  };
+  std::vector<Active> active;
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
-    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT id, state FROM rollouts WHERE state IN ('RUNNING', 'QUEUED') ORDER BY id"));
-    for (const auto& row : rows) active.emplace_back(row.Int(0), row.Str(1));
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "SELECT id, model_id, state FROM rollouts WHERE state IN ('RUNNING', 'QUEUED') ORDER BY id"));
+    for (const auto& row : rows) active.push_back({row.Int(0), row.Int(1), row.Str(2)});
     return Status::Ok();
   }));
-  for (const auto& [row_id, state] : active) {
+  for (const auto& [row_id, model_id, state] : active) {
     v1::Rollout rollout;
-    int64_t model_id = 0;
     MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(rollout, rollouts_.Load(tx, row_id));
-      MF_ASSIGN_OR_RETURN(auto m, tx.Exec("SELECT model_id FROM rollouts WHERE id = $1", {row_id}));
-      model_id = m[0].Int(0);
       if (state == "RUNNING") {
         MF_ASSIGN_OR_RETURN(*rollout.mutable_progress(), rollouts_.Progress(tx, row_id));
       }
