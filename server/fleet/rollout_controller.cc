@@ -2,12 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace modelfleet::fleet {
 
-RolloutController::RolloutController(db::Pool& pool, RolloutManager& rollouts, std::chrono::milliseconds interval)
-    : pool_(pool), rollouts_(rollouts), interval_(interval) {}
+RolloutController::RolloutController(db::Pool& pool, RolloutManager& rollouts, std::chrono::milliseconds interval,
+                                     std::chrono::milliseconds cohort_recount_interval)
+    : pool_(pool), rollouts_(rollouts), interval_(interval), cohort_recount_interval_(cohort_recount_interval) {}
 
 RolloutController::~RolloutController() { Stop(); }
 
@@ -47,6 +49,7 @@ void RolloutController::Run() {
 }
 
 Expected<int> RolloutController::Tick() {
+  std::lock_guard tick_lock(tick_mu_);
   int transitions = 0;
   // (1) Every in-progress deployment reaches a terminal state.
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
@@ -75,7 +78,14 @@ Expected<int> RolloutController::Tick() {
     MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(rollout, rollouts_.Load(tx, row_id));
       if (state == "RUNNING") {
-        MF_ASSIGN_OR_RETURN(*rollout.mutable_progress(), rollouts_.Progress(tx, row_id));
+        CohortCount& count = cohort_counts_[row_id];
+        const auto now = std::chrono::steady_clock::now();
+        if (count.cutoff != rollout.cohort_cutoff() || now - count.counted >= cohort_recount_interval_) {
+          MF_ASSIGN_OR_RETURN(count.devices, rollouts_.CountCohort(tx, rollout));
+          count.cutoff = rollout.cohort_cutoff();
+          count.counted = now;
+        }
+        MF_ASSIGN_OR_RETURN(*rollout.mutable_progress(), rollouts_.Progress(tx, row_id, count.devices));
       }
       return Status::Ok();
     }));
@@ -95,6 +105,9 @@ Expected<int> RolloutController::Tick() {
     MF_ASSIGN_OR_RETURN(int made, JudgeRunning(rollout, row_id));
     transitions += made;
   }
+  std::erase_if(cohort_counts_, [&](const auto& entry) {
+    return std::none_of(active.begin(), active.end(), [&](const Active& a) { return a.row_id == entry.first; });
+  });
   return transitions;
 }
 

@@ -11,6 +11,10 @@
 // lock is released and another replica's controller takes over at its next attempt. Even
 // without the lock, every transition is a conditional UPDATE, so none happens twice.
 //
+// Counting a stage's cohort scans the target's devices (hashing each), so the controller counts
+// it when a stage starts and then at most every `cohort_recount_interval`: a device enrolling
+// into a running stage is counted within that interval.
+//
 // Gate limits of 0 mean "no limit". Telemetry gates are judged once the stage's cohort has
 // reported at least gates.min_inferences inferences of the new version.
 #pragma once
@@ -20,6 +24,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "db/pool.h"
 #include "fleet/rollout_manager.h"
@@ -28,7 +33,8 @@ namespace modelfleet::fleet {
 
 class RolloutController {
  public:
-  RolloutController(db::Pool& pool, RolloutManager& rollouts, std::chrono::milliseconds interval);
+  RolloutController(db::Pool& pool, RolloutManager& rollouts, std::chrono::milliseconds interval,
+                    std::chrono::milliseconds cohort_recount_interval = std::chrono::seconds(10));
   ~RolloutController();  // stops the loop
 
   void Start();
@@ -47,6 +53,14 @@ class RolloutController {
   db::Pool& pool_;
   RolloutManager& rollouts_;
   const std::chrono::milliseconds interval_;
+  const std::chrono::milliseconds cohort_recount_interval_;
+  struct CohortCount {
+    double cutoff = -1;
+    uint32_t devices = 0;
+    std::chrono::steady_clock::time_point counted;
+  };
+  std::mutex tick_mu_;                                      // one Tick at a time
+  std::unordered_map<int64_t, CohortCount> cohort_counts_;  // by rollout row id, under tick_mu_
   std::atomic<bool> stop_{false};
   std::atomic<bool> leader_{false};
   std::mutex mu_;

@@ -219,9 +219,7 @@ Expected<v1::Rollout> RolloutManager::Create(const v1::CreateRolloutRequest& req
   return Get(RolloutId(row_id));
 }
 
-Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id) {
-  MF_ASSIGN_OR_RETURN(v1::Rollout r, Load(tx, row_id));
-  v1::StageProgress p;
+Expected<uint32_t> RolloutManager::CountCohort(db::Tx& tx, const v1::Rollout& r) {
   MF_ASSIGN_OR_RETURN(auto selector, DeviceSelector::Parse(r.target(), SelectorKind::kRolloutTarget, "target"));
   std::vector<db::Param> params;
   std::string where = selector.ToSql(params);
@@ -232,7 +230,16 @@ Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id)
       "SELECT count(*) FROM devices d WHERE d.admission = 'ACCEPTED' AND (" + where + ") AND " +
           CohortBucketSql("d.device_id", "$" + std::to_string(params.size() - 1) + "::text") + " < $" + n + "::float8",
       params));
-  p.set_devices(static_cast<uint32_t>(devices[0].Int(0)));
+  return static_cast<uint32_t>(devices[0].Int(0));
+}
+
+Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id, std::optional<uint32_t> cohort_devices) {
+  MF_ASSIGN_OR_RETURN(v1::Rollout r, Load(tx, row_id));
+  v1::StageProgress p;
+  if (!cohort_devices) {
+    MF_ASSIGN_OR_RETURN(cohort_devices, CountCohort(tx, r));
+  }
+  p.set_devices(*cohort_devices);
   MF_ASSIGN_OR_RETURN(auto steps, tx.Exec(
       "SELECT step, count(*) FROM deployments WHERE rollout_id = $1 AND NOT is_rollback GROUP BY step", {row_id}));
   for (const auto& s : steps) {

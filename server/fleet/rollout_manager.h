@@ -83,7 +83,13 @@ class RolloutManager {
   Expected<bool> Transition(int64_t rollout_row_id, int expected_stage, const TransitionSpec& spec);
 
   // The progress of the rollout's current stage (devices, activated, failed, telemetry).
-  Expected<v1::StageProgress> Progress(db::Tx& tx, int64_t rollout_row_id);
+  // The current stage's progress. `cohort_devices`, when given, is used as the number of
+  // devices in the stage's cohort instead of counting them (a scan of the target's devices,
+  // hashing each: the controller counts once per stage and then every few seconds).
+  Expected<v1::StageProgress> Progress(db::Tx& tx, int64_t rollout_row_id,
+                                       std::optional<uint32_t> cohort_devices = std::nullopt);
+  // How many accepted devices of the target are inside the cohort at `r.cohort_cutoff()`.
+  Expected<uint32_t> CountCohort(db::Tx& tx, const v1::Rollout& r);
 
   // Row id from "ro-<n>"; INVALID_ARGUMENT otherwise.
   static Expected<int64_t> ParseRolloutId(const std::string& rollout_id, const std::string& field);
