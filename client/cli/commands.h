@@ -1,77 +1,125 @@
-// The `modelfleet` CLI's commands, each a function of its parsed options that talks to the
-// server over gRPC and prints the result as JSON (one object per line) on stdout.
-// Errors go to stderr as "modelfleet: CODE: message"; the exit code is non-zero.
+// The `modelfleet` CLI's commands: each a function of the resolved settings and its own
+// options, independent of CLI11 (main.cc only wires flags to these). Each talks to the server,
+// prints its result on stdout (output.h: table or JSON) and returns OK or the failure, which
+// main.cc prints on stderr as "modelfleet: <CODE>: <message>" and maps to an exit code
+// (exit_codes.h). Nothing is printed on stdout for a failed command, except `versions verify`,
+// which prints its verdict either way.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
-
-#include <map>
-#include <memory>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "cli/config.h"
 #include "modelfleet/status.h"
 #include "modelfleet/v1/fleet.pb.h"
 
 namespace modelfleet::cli {
 
-struct Connection {
-  std::string server = "127.0.0.1:7443";
-  std::string token;        // bearer token
-  std::string tls_ca;       // PEM file of the CA that signed the server's certificate
-  bool insecure = false;    // plaintext
+// ---------------------------------------------------------------- models (commands_models.cc)
+struct ModelSpec {
+  std::string name, task, description;
+  std::vector<std::string> class_labels;
 };
+Status CreateModel(const Settings& s, const ModelSpec& spec);
+Status ListModels(const Settings& s, bool include_archived);
+Status ShowModel(const Settings& s, const std::string& name);
+Status ArchiveModel(const Settings& s, const std::string& name);
 
-Expected<std::shared_ptr<grpc::Channel>> OpenChannel(const Connection& c);
-
+// ---------------------------------------------------------------- versions (commands_versions.cc)
 struct PushOptions {
   std::string model, version, file;
   std::string format = "torchscript-int8", quantization;
   std::vector<std::string> metrics;  // name=value
   std::vector<std::string> labels;   // key=value
   std::vector<std::string> params;   // key=value
-  std::string git_commit, ci_run_id, ci_run_url, parent_version;
-  std::string sign_key_file, key_id; // Ed25519 private key (PEM) and its key id
-  std::string manifest_template;     // optional JSON Manifest merged under the flags
+  std::string git_commit, ci_run_id, ci_run_url, parent_version, dataset;
+  uint64_t version_counter = 0;       // 0: keep the --manifest file's
+  std::string sign_key_file, key_id;  // Ed25519 private key (PEM) and its key id on the server
+  std::string manifest_file;          // optional JSON Manifest; the flags override its fields
+  bool progress = true;
 };
+// Hashes the file, builds (and signs) the manifest, and streams the bytes. Safe to re-run: if
+// the version exists with the same digest and size nothing is uploaded and it succeeds; with
+// other bytes it is ALREADY_EXISTS (exit 6) saying both digests.
+Status PushVersion(const Settings& s, const PushOptions& o);
+Status ListVersions(const Settings& s, const std::string& model, const std::string& filter);
+Status ShowVersion(const Settings& s, const std::string& ref);
+// Resumes from "<out>.part", verifies size and SHA-256 against the manifest, renames to `out`
+// only then. DATA_LOSS (exit 7) on a mismatch, removing the partial file.
+Status DownloadVersion(const Settings& s, const std::string& ref, const std::string& out, bool progress);
+struct VerifyOptions {
+  std::string ref, file;
+  std::string public_key_file;  // PEM; empty: the server's trusted publisher keys
+  bool allow_unsigned = false;
+};
+// Checks a local file against the manifest of `ref`: size, SHA-256, and the manifest's
+// Ed25519 signature. Prints the verdict (also on failure); DATA_LOSS (exit 7) if any check fails.
+Status VerifyVersion(const Settings& s, const VerifyOptions& o);
+Status ArchiveVersion(const Settings& s, const std::string& ref);  // MODEL@VERSION
+Status PurgeVersion(const Settings& s, const std::string& ref);    // MODEL@VERSION, archived
 
-Status CreateModel(const Connection& c, const std::string& name, const std::string& task,
-                   const std::string& description, const std::vector<std::string>& class_labels);
-Status ListModels(const Connection& c);
-Status Push(const Connection& c, const PushOptions& o);
-Status ListVersions(const Connection& c, const std::string& model, const std::string& filter);
-// `ref` is "model@version" or "model@alias".
-Status GetVersion(const Connection& c, const std::string& ref);
-Status SetAlias(const Connection& c, const std::string& model, const std::string& alias,
-                const std::string& version, const std::string& reason);
-Status AliasHistory(const Connection& c, const std::string& model, const std::string& alias);
-// Resumes into `out` if it already holds a prefix of the artifact; verifies SHA-256 at the end
-// and renames "<out>.part" to `out` only then.
-Status Download(const Connection& c, const std::string& ref, const std::string& out);
-Status CreateToken(const Connection& c, const std::string& name, const std::string& role, int64_t ttl);
-Status AddPublisherKey(const Connection& c, const std::string& key_id, const std::string& pem_file);
+// ---------------------------------------------------------------- aliases (commands_aliases.cc)
+// `expected_current` empty: unconditional; "-": the alias must not exist yet; else it must
+// point at that version now (compare-and-set; ABORTED, exit 6, if it does not).
+Status SetAlias(const Settings& s, const std::string& model, const std::string& alias,
+                const std::string& version, const std::string& reason, const std::string& expected_current);
+Status AliasHistory(const Settings& s, const std::string& model, const std::string& alias);
 
-// ---- fleet
-Status CreateEnrollmentToken(const Connection& c, const std::string& name, uint32_t max_uses, int64_t ttl,
-                             bool auto_accept);
-Status ListDevices(const Connection& c, const std::string& filter);
-Status SetDeviceAdmission(const Connection& c, const std::string& device_id, const std::string& admission,
+// ---------------------------------------------------------------- keys (commands_keys.cc)
+// Writes a new Ed25519 keypair as PKCS#8 / SPKI PEM: `private_file` (mode 0600) and
+// `public_file`. Refuses to overwrite either unless `force` (ALREADY_EXISTS).
+Status GenerateKey(const Settings& s, const std::string& private_file, const std::string& public_file,
+                   bool force);
+Status ListKeys(const Settings& s);
+Status AddKey(const Settings& s, const std::string& key_id, const std::string& public_pem_file);
+Status RevokeKey(const Settings& s, const std::string& key_id);
+
+// ---------------------------------------------------------------- tokens (commands_tokens.cc)
+Status CreateToken(const Settings& s, const std::string& name, const std::string& role, int64_t ttl_seconds);
+Status ListTokens(const Settings& s, bool include_revoked);
+Status RevokeToken(const Settings& s, int64_t id);
+
+// ---------------------------------------------------------------- devices (commands_devices.cc)
+Status ListDevices(const Settings& s, const std::string& filter);
+Status ShowDevice(const Settings& s, const std::string& device_id);
+// verb: accept, reject, decommission
+Status SetDeviceAdmission(const Settings& s, const std::string& device_id, const std::string& verb,
                           const std::string& reason);
+struct PreauthorizeOptions {
+  std::string hardware_id, hardware_revision, firmware_version, site;
+  uint32_t sensor_rows = 0, sensor_cols = 0;
+  std::vector<std::string> labels;  // key=value
+};
+Status PreauthorizeDevice(const Settings& s, const PreauthorizeOptions& o);
+Status DeviceHistory(const Settings& s, const std::string& device_id);
 
+Status CreateEnrollmentToken(const Settings& s, const std::string& name, uint32_t max_uses,
+                             int64_t ttl_seconds, bool auto_accept);
+Status ListEnrollmentTokens(const Settings& s);
+Status RevokeEnrollmentToken(const Settings& s, int64_t id);
+
+// ---------------------------------------------------------------- rollouts (commands_rollouts.cc)
 // A stage spec: "PERCENT[:key=value...]" with keys min (devices), soak (seconds), threshold
-// (success share), max-failure, max-error, max-p95 (ms), max-shift, min-inferences, approval.
-// e.g. "10:min=5:soak=30:threshold=0.9:max-failure=0.1:max-p95=40"
+// (success share, default 1), max-failure, max-error, max-p95 (ms), max-shift, min-inferences,
+// and the bare word approval. e.g. "10:min=5:soak=30:threshold=0.9:max-failure=0.1:max-p95=40"
 Expected<v1::Stage> ParseStage(const std::string& spec);
-Status CreateRollout(const Connection& c, const std::string& model, const std::string& version,
-                     const std::string& target, const std::vector<std::string>& stages, bool auto_rollback,
-                     uint32_t timeout_seconds, bool queue);
-Status ListRollouts(const Connection& c, const std::string& model);
-Status GetRollout(const Connection& c, const std::string& rollout_id);
+struct RolloutSpec {
+  std::string model, version, target;
+  std::vector<std::string> stages;
+  bool auto_rollback = false, queue = false;
+  uint32_t deployment_timeout_seconds = 0;
+};
+Status CreateRollout(const Settings& s, const RolloutSpec& spec);
+Status ListRollouts(const Settings& s, const std::string& model);
+Status ShowRollout(const Settings& s, const std::string& rollout_id);
 // verb: pause, resume, approve, abort, rollback, retry
-Status RolloutAction(const Connection& c, const std::string& verb, const std::string& rollout_id,
+Status RolloutAction(const Settings& s, const std::string& verb, const std::string& rollout_id,
                      const std::string& reason);
-// Streams events until the rollout ends. Returns OK if it COMPLETED, FAILED_PRECONDITION if it
-// ended otherwise (aborted, rolled back) or paused when `fail_on_pause` is set.
-Status WatchRollout(const Connection& c, const std::string& rollout_id, bool fail_on_pause);
+// Follows a rollout until it completes, pauses, is aborted or rolled back, and returns that
+// state (COMPLETED, PAUSED, ABORTED, ROLLED_BACK). On a terminal (table output) draws it live
+// (rollout_view.h); otherwise prints one line per event, or one JSON object per event with -o
+// json. Errors: those of the stream; UNAVAILABLE if it ends before the rollout does.
+Expected<v1::RolloutState> WatchRollout(const Settings& s, const std::string& rollout_id, bool live);
 
 }  // namespace modelfleet::cli

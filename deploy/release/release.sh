@@ -186,7 +186,7 @@ step "push $model $version (signed with key $key_id)"
 # size of the file it streams, signs, validates and pushes (idempotent: safe to re-run).
 read -r -a push_words <<<"$PUSH_COMMAND"
 if ! "$cli" "${push_words[@]}" "$model" "$version" "$out/model.pt" --manifest "$out/manifest.json" \
-     --sign-key "$sign_key" --key-id "$key_id" >"$out/push.json.tmp"; then
+     --sign-key "$sign_key" --key-id "$key_id" -o json >"$out/push.json.tmp"; then
   rm -f "$out/push.json.tmp"
   echo "release.sh: the push of $model $version failed; the artifacts are in $out (re-run the push)" >&2
   exit 4

@@ -357,7 +357,7 @@ TEST(ReleasePipelineTest, BrokenSelfTestReleaseFailsTheSelfTestAndIsPushedSigned
   std::string calls = ReadFileOrEmpty(dir.path() / "calls");
   const std::string expected_tail = "mat-person\n0.2.0\n" + (out / "model.pt").string() + "\n--manifest\n" +
                                     (out / "manifest.json").string() + "\n--sign-key\n" + key.string() +
-                                    "\n--key-id\nrelease-2026\n--\n";
+                                    "\n--key-id\nrelease-2026\n-o\njson\n--\n";
   ASSERT_GE(calls.size(), expected_tail.size()) << calls;
   EXPECT_EQ(calls.substr(calls.size() - expected_tail.size()), expected_tail) << calls;
   EXPECT_EQ(calls.find("--\n"), calls.size() - 3) << "more than one CLI call:\n" << calls;
