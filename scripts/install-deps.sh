@@ -11,7 +11,7 @@ packages=(
   libpqxx-dev libcurl4-openssl-dev libssl-dev openssl
   libspdlog-dev libcli11-dev libgtest-dev libgmock-dev
   postgresql-15 postgresql-client-15
-  python3 python3-grpcio python3-grpc-tools python3-protobuf
+  python3 python3-grpcio python3-grpc-tools python3-protobuf python3-yaml
   libtorch-dev python3-torch
   ca-certificates
 )

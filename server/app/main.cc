@@ -26,9 +26,11 @@ void AddDatabaseFlags(CLI::App& app, modelfleet::app::ServerConfig& c) {
       ->check(CLI::Range(1, 256));
 }
 
-void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c) {
+void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c, bool& no_migrate) {
   app.add_option("--listen", c.listen, "host:port to serve gRPC on")->envname("MODELFLEET_LISTEN")->capture_default_str();
-  app.add_flag("!--no-migrate", c.migrate_on_start, "do not apply migrations at start")->envname("MODELFLEET_NO_MIGRATE");
+  // A plain flag, negated after parsing: CLI11's "!--no-migrate" form would take
+  // MODELFLEET_NO_MIGRATE=true as "migrate".
+  app.add_flag("--no-migrate", no_migrate, "do not apply migrations at start")->envname("MODELFLEET_NO_MIGRATE");
   app.add_option("--blob-store", c.blob_store, "artifact store: local or s3")
       ->envname("MODELFLEET_BLOB_STORE")
       ->capture_default_str();
@@ -105,10 +107,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   app.fallthrough();  // flags may follow the subcommand: "serve --listen ..."
   AddDatabaseFlags(app, config);
-  AddServeFlags(app, config);
+  bool no_migrate = false;
+  AddServeFlags(app, config, no_migrate);
   AddLogFlags(app, config);
 
   auto* serve = app.add_subcommand("serve", "run the gRPC server (the default)");
+  serve->footer("Every flag of `modelfleet-server --help` applies; flags may come before or after `serve`.");
   auto* migrate = app.add_subcommand("migrate", "apply database migrations and exit");
   auto* create_token = app.add_subcommand("create-token", "create an API token in the database and print it");
   std::string token_name, token_role = "admin";
@@ -116,13 +120,12 @@ int main(int argc, char** argv) {
   create_token->add_option("--name", token_name, "token name")->required();
   create_token->add_option("--role", token_role, "admin, publisher, device or viewer")->capture_default_str();
   create_token->add_option("--ttl-seconds", token_ttl, "expiry; 0 = never")->capture_default_str();
-  (void)serve;
-
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  config.migrate_on_start = !no_migrate;
   if (auto s = modelfleet::app::ConfigureLogging(config.log_format, config.log_level); !s.ok()) return ExitWith(s);
   if (*migrate) return ExitWith(modelfleet::app::RunMigrations(config));
   if (*create_token) {
