@@ -8,3 +8,13 @@ modelfleet_add_test(
   LIBS mf_agent_sensor
   LABELS unit
 )
+
+# mf_agent_app: the per-version telemetry (percentiles, histogram, mean confidence, windows per
+# check-in), the configuration parser, the MODELFLEET_AGENT_PAUSE_AT test hook's parser.
+modelfleet_add_test(
+  NAME agent_app_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/unit/agent_app_test.cc
+  LIBS mf_agent_app
+  LABELS unit
+  TIMEOUT 120
+)

@@ -1,6 +1,8 @@
 // End-to-end tests of modelfleet-agent: the built agent and server binaries over real gRPC, a
 // real PostgreSQL cluster, s3rver as the blob store, and a real int8 TorchScript model made by
-// tests/models/make_test_model.py (skipped when /usr/bin/python3 cannot import torch).
+// tests/models/make_test_model.py (skipped when /usr/bin/python3 cannot import torch); the
+// fixture is agent_e2e_fixture.h. The kill tests are in agent_kill_e2e_test.cc, the refusals
+// and the local rollback in agent_refusal_e2e_test.cc.
 //
 //   RolloutActivatesThenBrokenModelFails  3 agents enroll with no model; a signed good 1.0.0
 //       rolled out to 100% ends ACTIVATED on all of them (digest active on disk, presence JSON
@@ -9,327 +11,13 @@
 //       off, inference goes on; once it is back the telemetry of the whole gap arrives.
 //   KilledMidDownloadResumes  an agent with a throttled download is SIGKILLed with a partial
 //       file on disk; restarted, it resumes from those bytes and ends ACTIVATED.
-#include <google/protobuf/util/json_util.h>
-#include <gtest/gtest.h>
+#include "agent_e2e_fixture.h"
 
-#include <grpcpp/grpcpp.h>
-
-#include <algorithm>
-#include <csignal>
-#include <fstream>
-#include <functional>
-#include <regex>
-#include <thread>
-
-#include "modelfleet/crypto.h"
-#include "modelfleet/manifest.h"
-#include "modelfleet/v1/admin.grpc.pb.h"
-#include "modelfleet/v1/fleet.grpc.pb.h"
-#include "modelfleet/v1/registry.grpc.pb.h"
-#include "process.h"
-#include "peers_environment.h"
-#include "s3rver.h"
-#include "server_process.h"
-#include "temp_postgres.h"
-
-namespace modelfleet {
+namespace modelfleet::agent_e2e {
 namespace {
 
-namespace fs = std::filesystem;
-using testing::Authorize;
-using namespace std::chrono_literals;
-
-constexpr char kModel[] = "mat-person";
-
-[[maybe_unused]] ::testing::Environment* const kPeers =
-    ::testing::AddGlobalTestEnvironment(new testing::PeersEnvironment);
-
-std::string Describe(const grpc::Status& s) {
-  return std::to_string(static_cast<int>(s.error_code())) + ": " + s.error_message();
-}
-
-std::string Base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t v = uint8_t(in[i]) << 16;
-    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
-  }
-  return out;
-}
-
-// A raw Ed25519 public key as a SubjectPublicKeyInfo PEM (what `openssl pkey -pubout` writes).
-std::string PublicKeyPem(const std::string& raw) {
-  const std::string der = std::string("\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00", 12) + raw;
-  return "-----BEGIN PUBLIC KEY-----\n" + Base64(der) + "\n-----END PUBLIC KEY-----\n";
-}
-
-void WriteFile(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
-
-std::string Trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// The models of make_test_model.py, made once per test binary.
-struct Models {
-  std::string skip_reason;
-  std::string error;
-  fs::path good, broken;  // directories holding model.pt + manifest.json
-};
-const Models& GetModels() {
-  static Models* models = [] {
-    auto* m = new Models;
-    std::string out;
-    if (testing::RunCommand({"/usr/bin/python3", "-c", "import torch"}, &out) != 0) {
-      m->skip_reason = "/usr/bin/python3 cannot import torch (python3-torch missing): " + out;
-      return m;
-    }
-    static testing::TempDir dir("agent-e2e-models");
-    const fs::path script = testing::SourceDir() / "tests/models/make_test_model.py";
-    m->good = dir.path() / "good";
-    m->broken = dir.path() / "broken";
-    if (testing::RunCommand({"/usr/bin/python3", script.string(), "--out", m->good.string()}, &out) != 0 ||
-        testing::RunCommand({"/usr/bin/python3", script.string(), "--out", m->broken.string(), "--seed", "2", "--broken"}, &out) != 0) {
-      m->error = "make_test_model.py failed: " + out;
-    }
-    return m;
-  }();
-  return *models;
-}
-
-// One modelfleet-agent process with its own state directory.
-struct AgentProc {
-  fs::path dir, state, config, log;
-  std::optional<testing::Subprocess> proc;
-  int starts = 0;
-
-  std::string Log() const { return testing::ReadFileOrEmpty(log); }
-  std::string Active() const { return Trimmed(testing::ReadFileOrEmpty(state / "active")); }
-  std::string DeviceId() const {
-    const std::string c = testing::ReadFileOrEmpty(state / "credential");
-    return c.substr(0, c.find('\n'));
-  }
-  size_t PresenceLines() const {
-    const std::string s = Log();
-    size_t n = 0;
-    for (size_t p = s.find("{\"event\":"); p != std::string::npos; p = s.find("{\"event\":", p + 1)) ++n;
-    return n;
-  }
-};
-
-class AgentE2E : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const Models& models = GetModels();
-    if (!models.skip_reason.empty()) GTEST_SKIP() << models.skip_reason;
-    ASSERT_TRUE(models.error.empty()) << models.error;
-    static int counter = 0;
-    db_ = "agent_" + std::to_string(++counter) + "_" + std::to_string(::getpid());
-    ASSERT_TRUE(testing::Cluster()->CreateDatabase(db_)) << testing::Cluster()->last_error();
-    testing::ServerProcess::Options o;
-    o.database_url = testing::Cluster()->conninfo(db_);
-    o.blob_store = "s3";
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-" + db_;
-    std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
-    o.extra_args = {"--check-in-interval-seconds", "1", "--controller-interval-ms", "200"};
-    std::string error;
-    server_ = testing::ServerProcess::Start(o, &error);
-    ASSERT_NE(server_, nullptr) << error;
-    admin_ = testing::CreateTokenOffline(o.database_url, "bootstrap", "admin", &error);
-    ASSERT_FALSE(admin_.empty()) << error;
-    auto channel = server_->Channel();
-    fleet_ = v1::FleetService::NewStub(channel);
-    registry_ = v1::RegistryService::NewStub(channel);
-    admin_stub_ = v1::AdminService::NewStub(channel);
-
-    // The publisher key: trusted by the server, pinned in the agents' config.
-    key_ = GenerateEd25519KeyPair();
-    {
-      grpc::ClientContext ctx;
-      Authorize(ctx, admin_);
-      v1::AddPublisherKeyRequest req;
-      req.set_key_id("ci-1");
-      req.set_public_key(key_.public_key);
-      v1::PublisherKey resp;
-      grpc::Status s = admin_stub_->AddPublisherKey(&ctx, req, &resp);
-      ASSERT_TRUE(s.ok()) << Describe(s);
-    }
-    WriteFile(work_.path() / "publisher.pem", PublicKeyPem(key_.public_key));
-    {
-      grpc::ClientContext ctx;
-      Authorize(ctx, admin_);
-      v1::CreateModelRequest req;
-      req.mutable_model()->set_name(kModel);
-      req.mutable_model()->set_task("person-detection");
-      v1::Model model;
-      grpc::Status s = registry_->CreateModel(&ctx, req, &model);
-      ASSERT_TRUE(s.ok()) << Describe(s);
-    }
-    {
-      grpc::ClientContext ctx;
-      Authorize(ctx, admin_);
-      v1::CreateEnrollmentTokenRequest req;
-      req.set_name("agents");
-      req.set_auto_accept(true);
-      v1::CreateEnrollmentTokenResponse resp;
-      grpc::Status s = fleet_->CreateEnrollmentToken(&ctx, req, &resp);
-      ASSERT_TRUE(s.ok()) << Describe(s);
-      enrollment_token_ = resp.token();
-    }
-  }
-
-  void TearDown() override {
-    for (auto& a : agents_) {
-      if (a->proc) a->proc->Stop(5s);
-      if (HasFailure()) {
-        std::string log = a->Log();
-        if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
-        std::fprintf(stderr, "---- agent %s log (tail) ----\n%s\n", a->dir.filename().c_str(), log.c_str());
-      }
-    }
-    if (HasFailure() && server_) {
-      std::string log = server_->Log();
-      if (log.size() > 4000) log = "..." + log.substr(log.size() - 4000);
-      std::fprintf(stderr, "---- server log (tail) ----\n%s\n", log.c_str());
-    }
-  }
-
-  // Pushes the model in `dir` as `version`, its manifest signed with the trusted key.
-  v1::Manifest Push(const fs::path& dir, const std::string& version, uint64_t counter) {
-    v1::Manifest m;
-    google::protobuf::util::JsonParseOptions jo;
-    jo.ignore_unknown_fields = true;
-    auto js = google::protobuf::util::JsonStringToMessage(testing::ReadFileOrEmpty(dir / "manifest.json"), &m, jo);
-    EXPECT_TRUE(js.ok()) << js.ToString();
-    m.set_model(kModel);
-    m.set_version(version);
-    m.set_version_counter(counter);
-    m.mutable_lineage()->set_git_commit("0123456789abcdef");
-    EXPECT_TRUE(SignManifest(m, "ci-1", key_.private_key).ok());
-    const std::string bytes = testing::ReadFileOrEmpty(dir / "model.pt");
-    EXPECT_EQ(Sha256Hex(bytes), m.digest());
-    grpc::ClientContext ctx;
-    Authorize(ctx, admin_);
-    v1::ModelVersion out;
-    auto writer = registry_->PushVersion(&ctx, &out);
-    v1::PushVersionRequest msg;
-    *msg.mutable_manifest() = m;
-    writer->Write(msg);
-    msg.clear_manifest();
-    msg.set_chunk(bytes);
-    writer->Write(msg);
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
-    EXPECT_TRUE(s.ok()) << Describe(s);
-    return m;
-  }
-
-  std::string Rollout(const std::string& version) {
-    grpc::ClientContext ctx;
-    Authorize(ctx, admin_);
-    v1::CreateRolloutRequest req;
-    req.set_model(kModel);
-    req.set_version(version);
-    req.set_target("*");
-    auto* stage = req.add_stages();
-    stage->set_percent(100);
-    stage->set_success_threshold(0.5);
-    stage->set_soak_seconds(1);
-    req.set_deployment_timeout_seconds(300);
-    v1::Rollout r;
-    grpc::Status s = fleet_->CreateRollout(&ctx, req, &r);
-    EXPECT_TRUE(s.ok()) << Describe(s);
-    return r.rollout_id();
-  }
-
-  std::optional<v1::Device> GetDevice(const std::string& id) {
-    grpc::ClientContext ctx;
-    Authorize(ctx, admin_);
-    v1::GetDeviceRequest req;
-    req.set_device_id(id);
-    v1::Device d;
-    if (!fleet_->GetDevice(&ctx, req, &d).ok()) return std::nullopt;
-    return d;
-  }
-
-  AgentProc& NewAgent(const std::string& name, const std::vector<std::string>& extra = {}) {
-    auto a = std::make_unique<AgentProc>();
-    a->dir = work_.path() / name;
-    fs::create_directories(a->dir);
-    a->state = a->dir / "state";
-    a->config = a->dir / "agent.conf";
-    std::string conf =
-        "# written by agent_e2e_test\n"
-        "server = " + server_->address() + "\n"
-        "insecure = true\n"
-        "enrollment_token = " + enrollment_token_ + "\n"
-        "state_dir = " + a->state.string() + "\n"
-        "publisher_key = " + (work_.path() / "publisher.pem").string() + "\n"
-        "hardware_id = hw-" + name + "\n"
-        "site = berlin\n"
-        "sensor = synthetic\n"
-        "synthetic_schedule = empty:1s, sitting:2s, lying_full:2s\n"
-        "frame_rate_hz = 20\n"
-        "presence_min_confidence = 0\n"
-        "presence_hold_frames = 2\n"
-        "presence_nobody_after = 2s\n"
-        "check_in_interval = 1s\n"
-        "backoff_initial = 200ms\n"
-        "backoff_max = 2s\n"
-        "disk_reserve_bytes = 0\n";
-    for (const auto& line : extra) conf += line + "\n";
-    WriteFile(a->config, conf);
-    agents_.push_back(std::move(a));
-    return *agents_.back();
-  }
-
-  void Start(AgentProc& a) {
-    testing::Subprocess::Options o;
-    o.argv = {(testing::BinaryDir() / "client/agent/app/modelfleet-agent").string(), "--config", a.config.string()};
-    a.log = a.dir / ("agent-" + std::to_string(++a.starts) + ".log");
-    o.log_path = a.log;
-    std::string error;
-    a.proc = testing::Subprocess::Start(o, &error);
-    ASSERT_TRUE(a.proc.has_value()) << error;
-  }
-
-  std::string db_;
-  testing::TempDir work_{"agent-e2e"};
-  std::unique_ptr<testing::ServerProcess> server_;
-  std::string admin_, enrollment_token_;
-  Ed25519KeyPair key_;
-  std::unique_ptr<v1::FleetService::Stub> fleet_;
-  std::unique_ptr<v1::RegistryService::Stub> registry_;
-  std::unique_ptr<v1::AdminService::Stub> admin_stub_;
-  std::vector<std::unique_ptr<AgentProc>> agents_;
-};
-
 TEST_F(AgentE2E, RolloutActivatesThenBrokenModelFails) {
-  const v1::Manifest good = Push(GetModels().good, "1.0.0", 1);
+  const v1::Manifest good = Push(Model(), "1.0.0", 1);
   ASSERT_FALSE(HasFailure());
   std::vector<AgentProc*> agents;
   for (int i = 0; i < 3; ++i) {
@@ -369,7 +57,7 @@ TEST_F(AgentE2E, RolloutActivatesThenBrokenModelFails) {
   }
 
   // A broken 1.1.0: the self-test fails, the deployment ends FAILED, 1.0.0 keeps running.
-  const v1::Manifest broken = Push(GetModels().broken, "1.1.0", 2);
+  const v1::Manifest broken = Push(Model({"--seed", "2", "--broken"}), "1.1.0", 2);
   ASSERT_FALSE(HasFailure());
   ASSERT_NE(broken.digest(), good.digest());
   Rollout("1.1.0");
@@ -411,7 +99,7 @@ TEST_F(AgentE2E, RolloutActivatesThenBrokenModelFails) {
 }
 
 TEST_F(AgentE2E, KeepsRunningWhileServerIsAway) {
-  const v1::Manifest good = Push(GetModels().good, "1.0.0", 1);
+  const v1::Manifest good = Push(Model(), "1.0.0", 1);
   ASSERT_FALSE(HasFailure());
   AgentProc& a = NewAgent("away", {"rpc_timeout = 1s"});
   ASSERT_NO_FATAL_FAILURE(Start(a));
@@ -441,7 +129,7 @@ TEST_F(AgentE2E, KeepsRunningWhileServerIsAway) {
 }
 
 TEST_F(AgentE2E, KilledMidDownloadResumes) {
-  const v1::Manifest good = Push(GetModels().good, "1.0.0", 1);
+  const v1::Manifest good = Push(Model(), "1.0.0", 1);
   ASSERT_FALSE(HasFailure());
   ASSERT_GT(good.size_bytes(), 8000u);
   // 1 KiB per request at 3 KiB/s: the ~20 KB model takes several seconds.
@@ -478,4 +166,4 @@ TEST_F(AgentE2E, KilledMidDownloadResumes) {
 }
 
 }  // namespace
-}  // namespace modelfleet
+}  // namespace modelfleet::agent_e2e

@@ -32,6 +32,13 @@ Variants for tests:
             (the outputs are unchanged), calibrated to take about --slow-ms per inference on
             one thread here, far over the manifest's latency budget.
   --probabilities  the model ends with a softmax (outputs sum to 1) instead of logits.
+  --live-fault slow|error
+            the model behaves on the manifest's reference input (it passes the on-device
+            self-test) but not on any other input, i.e. on live frames: `slow` runs the --slow
+            loop (about --slow-ms per inference), `error` raises a RuntimeError. For the agent's
+            local rollback after activation (its first inferences on real frames go wrong).
+  --fp32    the same model (same seed, same weights) NOT quantized: float32 TorchScript, format
+            "torchscript-fp32", for benchmarks against the int8 one (bench/agent_bench.cc).
 
 Deterministic: the same options give a byte-identical model.pt and manifest.json. Runs in a
 few seconds (most of it importing torch). Needs python3-torch (Debian, 1.13): run it with
@@ -65,6 +72,17 @@ LATENCY_BUDGET_MS = 50.0   # generous: the good model takes well under 1 ms on o
 TOLERANCE = 0.01           # on softmaxed probabilities (one int8 step of a logit is ~0.01)
 
 
+def waste(x: torch.Tensor, iters: int) -> torch.Tensor:
+    """The deliberate waste of --slow and --live-fault slow: 0, after `iters` rounds of work that
+    depend on the input (so nothing can fold them away), stay finite and away from denormals
+    (cos converges to ~0.739)."""
+    h = torch.zeros([128, 128]) + x.mean() * 0.0 + 0.5
+    w = torch.full([128, 128], 1.0 / 128.0)
+    for _ in range(iters):
+        h = torch.cos(torch.mm(h, w))
+    return h.sum() * 0.0
+
+
 class TinyMatNet(nn.Module):
     def __init__(self, slow_iters: int = 0, probabilities: bool = False):
         super().__init__()
@@ -87,16 +105,29 @@ class TinyMatNet(nn.Module):
         y = torch.flatten(y, 1)
         y = self.dequant(self.fc(y))
         if self.slow_iters > 0:
-            # The deliberate waste of --slow: depends on the input (so nothing can fold it
-            # away), stays finite and away from denormals (cos converges to ~0.739), and is
-            # added times 0.
-            h = torch.zeros([128, 128]) + x.mean() * 0.0 + 0.5
-            w = torch.full([128, 128], 1.0 / 128.0)
-            for _ in range(self.slow_iters):
-                h = torch.cos(torch.mm(h, w))
-            y = y + h.sum() * 0.0
+            y = y + waste(x, self.slow_iters)
         if self.probabilities:
             y = torch.softmax(y, dim=1)
+        return y
+
+
+class LiveFault(nn.Module):
+    """--live-fault: `inner` unchanged on the reference input, slow (mode 1) or failing (mode 2)
+    on every other input."""
+
+    def __init__(self, inner: nn.Module, reference: torch.Tensor, mode: int, slow_iters: int):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("reference", reference.clone())
+        self.mode = mode
+        self.slow_iters = slow_iters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        if x.shape != self.reference.shape or bool((x - self.reference).abs().max() > 1e-5):
+            if self.mode == 2:
+                raise RuntimeError("make_test_model --live-fault error: this input is not the reference input")
+            y = y + waste(x, self.slow_iters)
         return y
 
 
@@ -125,14 +156,22 @@ def synthetic_frame(kind: int, gen: torch.Generator, offsets: torch.Tensor) -> t
     return ((counts / 65535.0 - INPUT_MEAN) / INPUT_STD).to(torch.float32).view(*INPUT_SHAPE)
 
 
-def build(seed: int, slow_iters: int, probabilities: bool):
-    """The quantized, scripted model of `seed`, and the reference input."""
+def build(seed: int, slow_iters: int, probabilities: bool, fp32: bool = False,
+          live_fault: int = 0, live_fault_iters: int = 0):
+    """The quantized (or, with fp32, float), scripted model of `seed`, and the reference input."""
     torch.manual_seed(seed)
     model = TinyMatNet(slow_iters=slow_iters, probabilities=probabilities).eval()
     # Untrained random weights give near-uniform outputs; spread the last layer so the
     # probabilities differ visibly between classes (and between seeds).
     with torch.no_grad():
         model.fc.weight.mul_(8.0)
+    if fp32:
+        # The same weights as the int8 model of this seed (the quantization below only reads
+        # them), the Quant/DeQuant stubs being identities in float.
+        gen = torch.Generator().manual_seed(seed)
+        offsets = 300 + 2200 * torch.rand(ROWS, COLS, generator=gen)
+        reference_input = synthetic_frame(2, torch.Generator().manual_seed(seed + 7919), offsets)
+        return torch.jit.script(model), reference_input
     model.qconfig = tq.get_default_qconfig("qnnpack")
     tq.fuse_modules(model, [["conv1", "relu1"], ["conv2", "relu2"]], inplace=True)
     prepared = tq.prepare(model)
@@ -144,8 +183,10 @@ def build(seed: int, slow_iters: int, probabilities: bool):
             prepared(synthetic_frame(i % 4, gen, offsets))
     prepared.slow_iters = slow
     quantized = tq.convert(prepared)
-    scripted = torch.jit.script(quantized)
     reference_input = synthetic_frame(2, torch.Generator().manual_seed(seed + 7919), offsets)
+    if live_fault:
+        quantized = LiveFault(quantized, reference_input, live_fault, live_fault_iters)
+    scripted = torch.jit.script(quantized)
     return scripted, reference_input
 
 
@@ -186,15 +227,25 @@ def main() -> int:
                    help="--slow: the time the loop should take per inference, ms")
     p.add_argument("--probabilities", action="store_true",
                    help="end the model with a softmax (outputs are probabilities)")
+    p.add_argument("--live-fault", choices=["slow", "error"],
+                   help="pass the self-test but be slow / fail on every other input (live frames)")
+    p.add_argument("--fp32", action="store_true",
+                   help="the same model not quantized (float32), for benchmarks")
     p.add_argument("--no-input-shape", action="store_true",
                    help="do not embed the modelfleet_input_shape extra file")
     args = p.parse_args()
 
     torch.set_num_threads(1)  # as on the device; also what --slow calibrates for
     torch.backends.quantized.engine = "qnnpack"
+    if args.fp32 and (args.slow or args.live_fault or args.broken):
+        print("--fp32 makes the plain model only (no --slow, --live-fault, --broken)", file=sys.stderr)
+        return 2
     slow_iters = calibrate_slow_iters(args.slow_ms) if args.slow else 0
+    live_fault = {None: 0, "slow": 1, "error": 2}[args.live_fault]
+    live_fault_iters = calibrate_slow_iters(args.slow_ms) if args.live_fault == "slow" else 0
 
-    model, reference_input = build(args.seed, slow_iters, args.probabilities)
+    model, reference_input = build(args.seed, slow_iters, args.probabilities, args.fp32, live_fault,
+                                   live_fault_iters)
     reference_output = run(model, reference_input)
 
     if args.broken:
@@ -216,10 +267,11 @@ def main() -> int:
     with open(model_path, "rb") as f:
         data = f.read()
 
-    variant = "broken" if args.broken else "slow" if args.slow else "good"
+    variant = ("broken" if args.broken else "slow" if args.slow else
+               "live-" + args.live_fault if args.live_fault else "good")
     manifest = {
-        "format": "torchscript-int8",
-        "quantization": "ptq-static-qnnpack",
+        "format": "torchscript-fp32" if args.fp32 else "torchscript-int8",
+        "quantization": "none" if args.fp32 else "ptq-static-qnnpack",
         "digest": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
         "input_spec": {

@@ -1,7 +1,8 @@
 // Unit tests of the agent's update flow: the declared state table (every legal transition is
 // accepted and persisted, every other refused), the durable record, resuming a download from the
 // bytes of a partial file, the free-space check, the verifier, and the model store's atomic
-// pointer switch.
+// pointer switch, the Updater with fakes (verification failures, probation, the after-persist
+// test hook).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -178,6 +179,7 @@ TEST(Download, ResumesFromThePartialFile) {
   });
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->resumed_from, 10000u);
+  EXPECT_EQ(r->bytes_fetched, bytes.size() - 10000u);
   EXPECT_EQ(r->bytes_done, bytes.size());
   ASSERT_FALSE(fetcher.offsets.empty());
   EXPECT_EQ(fetcher.offsets.front(), 10000u);  // only the missing bytes were asked for
@@ -259,6 +261,76 @@ TEST(Verifier, SignatureAgainstPinnedKeysAndAntiRollback) {
   EXPECT_TRUE(VerifyVersionCounter(m, 5, false).ok());
   EXPECT_EQ(VerifyVersionCounter(m, 6, false).code(), StatusCode::kFailedPrecondition);
   EXPECT_TRUE(VerifyVersionCounter(m, 6, true).ok());
+}
+
+TEST(Verifier, ArtifactWithOtherBytesOrSizeIsDataLossNamingTheDigests) {
+  testing::TempDir dir("agent-update");
+  const std::string bytes = testing::PatternBytes(3000, 5);
+  const v1::Manifest m = testing::ManifestFor("m", "1.0.0", bytes);
+  const auto file = dir.path() / "a.part";
+  ASSERT_TRUE(AtomicWriteFile(file, bytes).ok());
+  EXPECT_TRUE(VerifyArtifactFile(file, m).ok());
+
+  std::string flipped = bytes;
+  flipped[1234] = static_cast<char>(~flipped[1234]);  // same size, other digest
+  ASSERT_TRUE(AtomicWriteFile(file, flipped).ok());
+  Status bad_digest = VerifyArtifactFile(file, m);
+  EXPECT_EQ(bad_digest.code(), StatusCode::kDataLoss);
+  EXPECT_NE(bad_digest.message().find(Sha256Hex(flipped)), std::string::npos) << bad_digest.message();
+  EXPECT_NE(bad_digest.message().find(m.digest()), std::string::npos) << bad_digest.message();
+
+  ASSERT_TRUE(AtomicWriteFile(file, bytes.substr(0, 2999)).ok());
+  Status short_file = VerifyArtifactFile(file, m);
+  EXPECT_EQ(short_file.code(), StatusCode::kDataLoss);
+  EXPECT_NE(short_file.message().find("2999 bytes"), std::string::npos) << short_file.message();
+
+  EXPECT_EQ(VerifyArtifactFile(dir.path() / "missing.part", m).code(), StatusCode::kDataLoss);
+}
+
+TEST(Verifier, SignatureOverOtherFieldsOrByAnUnpinnedKeyIsRefused) {
+  const std::string bytes = testing::PatternBytes(1000, 2);
+  v1::Manifest m = testing::ManifestFor("m", "2.0.0", bytes);
+  const Ed25519KeyPair pinned = GenerateEd25519KeyPair(), stranger = GenerateEd25519KeyPair();
+  const std::vector<PinnedKey> keys = {{"ci-1", pinned.public_key, "ci-1.pem"}};
+  ASSERT_TRUE(SignManifest(m, "ci-1", pinned.private_key).ok());
+  EXPECT_TRUE(VerifyManifestTrust(m, keys).ok());
+  // The signed manifest with another digest (an artifact swapped under a valid signature).
+  v1::Manifest swapped = m;
+  swapped.set_digest(Sha256Hex("other bytes"));
+  Status s = VerifyManifestTrust(swapped, keys);
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("does not verify with any of the 1 pinned"), std::string::npos) << s.message();
+  // Signature bytes damaged.
+  v1::Manifest damaged = m;
+  std::string sig = damaged.signature().signature();
+  sig[0] = static_cast<char>(~sig[0]);
+  damaged.mutable_signature()->set_signature(sig);
+  EXPECT_EQ(VerifyManifestTrust(damaged, keys).code(), StatusCode::kPermissionDenied);
+  // A key the agent does not pin, under the pinned key's id.
+  v1::Manifest unknown = m;
+  ASSERT_TRUE(SignManifest(unknown, "ci-1", stranger.private_key).ok());
+  EXPECT_EQ(VerifyManifestTrust(unknown, keys).code(), StatusCode::kPermissionDenied);
+  // No pinned key at all verifies nothing.
+  EXPECT_EQ(VerifyManifestTrust(m, {}).code(), StatusCode::kPermissionDenied);
+  // Rotation: the old and the new key both pinned, either signature passes.
+  const std::vector<PinnedKey> rotating = {{"ci-1", pinned.public_key, "old"}, {"ci-2", stranger.public_key, "new"}};
+  v1::Manifest by_new = m;
+  ASSERT_TRUE(SignManifest(by_new, "ci-2", stranger.private_key).ok());
+  EXPECT_TRUE(VerifyManifestTrust(m, rotating).ok());
+  EXPECT_TRUE(VerifyManifestTrust(by_new, rotating).ok());
+}
+
+TEST(Verifier, DowngradeOnlyAsASignedRollback) {
+  v1::Manifest m = testing::ManifestFor("m", "1.0.0", testing::PatternBytes(10, 1));
+  m.set_version_counter(3);
+  Status s = VerifyVersionCounter(m, 4, /*is_rollback=*/false);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("anti-rollback: version_counter 3 of 1.0.0 is lower than the running 4"),
+            std::string::npos) << s.message();
+  EXPECT_TRUE(VerifyVersionCounter(m, 4, /*is_rollback=*/true).ok());
+  EXPECT_TRUE(VerifyVersionCounter(m, 3, false).ok());   // the same counter (a re-install)
+  EXPECT_TRUE(VerifyVersionCounter(m, 2, false).ok());   // an upgrade
+  EXPECT_TRUE(VerifyVersionCounter(m, std::nullopt, false).ok());  // nothing runs yet
 }
 
 TEST(ModelStore, InstallActivateKeepsLastKnownGood) {
@@ -370,6 +442,7 @@ class UpdaterTest : public ::testing::Test {
     return std::make_unique<Updater>(
         state, store_, runtime_, reporter_,
         [this](const v1::Assignment& a) -> std::unique_ptr<ChunkFetcher> {
+          ++fetchers_made_;
           return std::make_unique<FakeFetcher>(artifacts_[a.manifest().version()], 700);
         },
         options_,
@@ -385,6 +458,7 @@ class UpdaterTest : public ::testing::Test {
   Ed25519KeyPair key_;
   std::map<std::string, std::string> artifacts_;
   std::vector<std::string> activated_, rolled_back_to_;
+  int fetchers_made_ = 0;
 };
 
 TEST_F(UpdaterTest, GoodAssignmentIsActivatedWithEveryStepReported) {
@@ -481,6 +555,70 @@ TEST_F(UpdaterTest, ProbationFailureRollsBackToLastKnownGood) {
   EXPECT_NE(reporter_.reports.back().reason().find("15 of the first 20"), std::string::npos);
   EXPECT_EQ(store_.ActiveDigest(), first.manifest().digest());
   EXPECT_EQ(rolled_back_to_, std::vector<std::string>{"1.0.0"});
+}
+
+TEST_F(UpdaterTest, CorruptedBytesOnDiskFailAtVerifyingNamingTheDigest) {
+  auto state = UpdateStateStore::Open(dir_.path());
+  const v1::Assignment a = MakeAssignment(testing::PatternBytes(5000, 1), "1.0.0", 1);
+  const std::string digest = a.manifest().digest();
+  // Between the download and the verification a byte of the partial file changes (flash
+  // corruption, tampering): the hook runs right after Verifying was persisted.
+  options_.after_persist = [&](UpdateState s, uint64_t) {
+    if (s != UpdateState::kVerifying) return;
+    std::string bytes = *ReadWholeFile(store_.PartPath(digest));
+    bytes[4000] = static_cast<char>(~bytes[4000]);
+    ASSERT_TRUE(AtomicWriteFile(store_.PartPath(digest), bytes).ok());
+  };
+  auto updater = MakeUpdater(*state);
+  ASSERT_TRUE(updater->Start(a).ok());
+  EXPECT_EQ(reporter_.Steps(), (std::vector<std::string>{"DOWNLOADING", "VERIFYING", "FAILED"}));
+  const std::string reason = reporter_.reports.back().reason();
+  EXPECT_NE(reason.find("DATA_LOSS"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("differs from the manifest's " + digest), std::string::npos) << reason;
+  EXPECT_NE(reason.find("deleted 5000 bytes"), std::string::npos) << reason;
+  EXPECT_FALSE(std::filesystem::exists(store_.PartPath(digest)));
+  EXPECT_FALSE(store_.IsInstalled(digest));
+  EXPECT_FALSE(store_.ActiveDigest().has_value());
+  EXPECT_TRUE(activated_.empty());
+}
+
+TEST_F(UpdaterTest, UnknownKeyFailsBeforeAnythingIsFetched) {
+  auto state = UpdateStateStore::Open(dir_.path());
+  options_.keys = {{"", GenerateEd25519KeyPair().public_key, "another.pem"}};
+  auto updater = MakeUpdater(*state);
+  const v1::Assignment a = MakeAssignment(testing::PatternBytes(5000, 1), "1.0.0", 1);
+  ASSERT_TRUE(updater->Start(a).ok());
+  EXPECT_EQ(reporter_.Steps(), (std::vector<std::string>{"DOWNLOADING", "FAILED"}));
+  EXPECT_NE(reporter_.reports.back().reason().find("PERMISSION_DENIED"), std::string::npos);
+  EXPECT_EQ(fetchers_made_, 0);
+  EXPECT_FALSE(std::filesystem::exists(store_.PartPath(a.manifest().digest())));
+  EXPECT_EQ(state->state(), UpdateState::kIdle);
+}
+
+TEST_F(UpdaterTest, AfterPersistHookSeesEveryPersistedStateInOrder) {
+  auto state = UpdateStateStore::Open(dir_.path());
+  std::vector<std::pair<UpdateState, uint64_t>> seen;
+  options_.after_persist = [&](UpdateState s, uint64_t bytes) {
+    // Whatever the hook sees is already durable: a restart here would re-enter `s`.
+    auto persisted = UpdateStateStore::Open(dir_.path());
+    ASSERT_TRUE(persisted.has_value());
+    EXPECT_EQ(persisted->state(), s);
+    seen.emplace_back(s, bytes);
+  };
+  options_.download.request_bytes = 2000;
+  auto updater = MakeUpdater(*state);
+  ASSERT_TRUE(updater->Start(MakeAssignment(testing::PatternBytes(5000, 1), "1.0.0", 1)).ok());
+  using U = UpdateState;
+  EXPECT_EQ(seen, (std::vector<std::pair<U, uint64_t>>{{U::kDownloading, 0},
+                                                       {U::kDownloading, 0},  // the download starts
+                                                       {U::kDownloading, 2000},
+                                                       {U::kDownloading, 4000},
+                                                       {U::kDownloading, 5000},
+                                                       {U::kVerifying, 5000},
+                                                       {U::kInstalling, 5000},
+                                                       {U::kSelfTesting, 0},  // moved into models/
+                                                       {U::kActivated, 0},
+                                                       {U::kIdle, 0}}));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "agent/app/test_hooks.h"
 #include "agent/runtime/self_test.h"
 #include "agent/sensor/presence_tracker.h"
 #include "agent/sensor/replay_frame_source.h"
@@ -297,7 +298,13 @@ Status Agent::CheckIn(std::chrono::seconds* next) {
   v1::CheckInResponse resp;
   grpc::Status s = device_->CheckIn(&ctx, req, &resp);
   if (!s.ok()) {
-    telemetry_.Restore(std::move(windows));
+    // Sent again with the next check-in, unless the server refused them: it would refuse them
+    // again, and every later check-in with them.
+    if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT) {
+      telemetry_.Restore(std::move(windows));
+    } else if (!windows.empty()) {
+      spdlog::error("CheckIn refused ({}); dropping the telemetry it carried", s.error_message());
+    }
     return FromGrpc(s, "CheckIn");
   }
   attributes_sent_ = true;
@@ -456,6 +463,7 @@ void Agent::InferenceLoop() {
 }
 
 Status Agent::Run() {
+  MF_ASSIGN_OR_RETURN(std::optional<PauseAt> pause, PauseAtFromEnvironment());
   MF_RETURN_IF_ERROR(Init());
   if (Status s = LoadCredential(); !s.ok()) {
     if (s.code() != StatusCode::kNotFound) spdlog::warn("{}; enrolling again", s.ToString());
@@ -472,6 +480,18 @@ Status Agent::Run() {
   uo.download.rate_limit_bytes_per_s = config_.download_rate_limit;
   uo.download.reserve_bytes = config_.disk_reserve_bytes;
   if (config_.rollback_window > 0) uo.probation = [this] { return ProbationVerdict(); };
+  if (pause) {
+    spdlog::warn("test hook {}={} is set: the update flow will pause there", kPauseAtEnvironmentVariable,
+                 pause->text);
+    uo.after_persist = [this, at = *pause, fired = false](update::UpdateState state, uint64_t bytes) mutable {
+      if (fired || !PauseAtMatches(at, state, bytes)) return;
+      fired = true;
+      spdlog::warn("test hook {}={}: paused in {} with {} bytes on disk", kPauseAtEnvironmentVariable,
+                   at.text, update::UpdateStateName(state), bytes);
+      spdlog::default_logger()->flush();
+      while (!stop_) SleepFor(std::chrono::seconds(1));
+    };
+  }
   auto channel = channel_;
   auto* token = &token_;
   const auto timeout = std::max<std::chrono::seconds>(config_.rpc_timeout, std::chrono::seconds(60));

@@ -2,8 +2,11 @@
 // (server-given interval, jittered exponential backoff on UNAVAILABLE / RESOURCE_EXHAUSTED /
 // DEADLINE_EXCEEDED / connection errors), the update flow (agent/update/updater.h) and the
 // inference thread (sensor -> Preprocessor -> LoadedModel -> PresenceTracker, presence events
-// as JSON lines on stdout, telemetry per model version sent with each check-in). The current
-// model keeps running whatever the server does.
+// as JSON lines on stdout, telemetry per model version sent with each check-in: put back for
+// the next one when the call fails, dropped when the server refuses it as INVALID_ARGUMENT,
+// which it would do again with every later check-in). The current model keeps running whatever
+// the server does. A test hook (test_hooks.h, MODELFLEET_AGENT_PAUSE_AT) can pause the update
+// flow at a given state for the kill tests.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

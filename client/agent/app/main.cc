@@ -25,6 +25,9 @@ void Usage() {
                "usage: modelfleet-agent [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
                "keys (see deploy/agent.conf.example for meaning and defaults):\n");
   for (const auto& k : modelfleet::agent::app::ConfigKeys()) std::fprintf(stderr, "  --%s\n", k.c_str());
+  std::fprintf(stderr,
+               "test hook (not for production): environment MODELFLEET_AGENT_PAUSE_AT=<State>|Downloading@<bytes>\n"
+               "pauses the update flow there (client/agent/app/test_hooks.h)\n");
 }
 
 }  // namespace

@@ -35,7 +35,9 @@ void Telemetry::RecordInference(const std::string& model, const std::string& ver
 
 void Telemetry::RecordError(const std::string& model, const std::string& version) {
   std::lock_guard lock(mu_);
-  ++WindowFor(model, version).errors;
+  Window& w = WindowFor(model, version);
+  ++w.count;
+  ++w.errors;
 }
 
 std::vector<Telemetry::Window> Telemetry::Take() {
@@ -80,7 +82,8 @@ v1::VersionTelemetry Telemetry::ToProto(const Window& w, std::chrono::system_clo
   t.mutable_latency()->set_p95_ms(pct(95));
   t.mutable_latency()->set_p99_ms(pct(99));
   for (const auto& [k, n] : w.histogram) (*t.mutable_class_histogram())[k] = n;
-  t.set_mean_confidence(w.count ? w.confidence_sum / static_cast<double>(w.count) : 0.0);
+  const uint64_t succeeded = w.count - std::min(w.errors, w.count);
+  t.set_mean_confidence(succeeded ? w.confidence_sum / static_cast<double>(succeeded) : 0.0);
   *t.mutable_window_start() = TimeUtil::NanosecondsToTimestamp(
       std::chrono::duration_cast<std::chrono::nanoseconds>(w.start.time_since_epoch()).count());
   *t.mutable_window_end() = TimeUtil::NanosecondsToTimestamp(

@@ -1,6 +1,10 @@
 // Per-model-version inference telemetry between two check-ins: count, errors, latency
 // percentiles (nearest rank over the window's samples, at most kMaxSamples kept by reservoir
 // sampling), class histogram, mean confidence. Thread-safe.
+//
+// `count` (the check-in's inference_count) counts every inference attempted, the failed ones
+// included, so error_count <= inference_count always holds (the server refuses a check-in
+// otherwise); latencies, the histogram and the mean confidence are over the successful ones.
 #pragma once
 
 #include <google/protobuf/timestamp.pb.h>
@@ -27,7 +31,7 @@ class Telemetry {
 
   struct Window {
     std::string model, version;
-    uint64_t count = 0, errors = 0, seen_latencies = 0;
+    uint64_t count = 0, errors = 0, seen_latencies = 0;  // count includes errors
     std::vector<double> latencies_ms;
     std::map<std::string, uint64_t> histogram;
     double confidence_sum = 0;

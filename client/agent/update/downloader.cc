@@ -127,6 +127,7 @@ Expected<DownloadResult> DownloadToPartial(ChunkFetcher& fetcher, const std::str
     }
   }
   if (::fsync(fd) != 0) return Fail(Unavailable("fsync of " + part.string()));
+  result.bytes_fetched = fetched;
   result.bytes_done = done;
   return result;
 }

@@ -51,8 +51,9 @@ struct DownloadOptions {
 };
 
 struct DownloadResult {
-  uint64_t resumed_from = 0;  // bytes that were already on disk
-  uint64_t bytes_done = 0;    // == expected size on success
+  uint64_t resumed_from = 0;   // bytes that were already on disk
+  uint64_t bytes_fetched = 0;  // bytes received from the fetcher by this call
+  uint64_t bytes_done = 0;     // == expected size on success (resumed_from + bytes_fetched)
 };
 
 // `progress(bytes_done)` is called after every request (and once at the start).

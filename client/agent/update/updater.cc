@@ -32,6 +32,7 @@ Status Updater::Start(const v1::Assignment& assignment) {
   spdlog::info("update: deployment {} of {}@{} ({}) started", assignment.deployment_id(),
                assignment.manifest().model(), assignment.manifest().version(),
                assignment.manifest().digest());
+  AfterPersist(UpdateState::kDownloading, FileSizeOrZero(store_.PartPath(assignment.manifest().digest())));
   return Continue();
 }
 
@@ -46,8 +47,16 @@ Status Updater::Continue() {
                    state_.record().assignment.deployment_id(), s.ToString());
       return s;
     }
+    if (state_.state() != before) {
+      const std::string& digest = state_.record().assignment.manifest().digest();
+      AfterPersist(state_.state(), digest.empty() ? 0 : FileSizeOrZero(store_.PartPath(digest)));
+    }
   }
   return Status::Ok();
+}
+
+void Updater::AfterPersist(UpdateState state, uint64_t bytes_on_disk) const {
+  if (options_.after_persist) options_.after_persist(state, bytes_on_disk);
 }
 
 Status Updater::ReportStep(v1::DeploymentStep step, uint64_t bytes_done, const std::string& reason) {
@@ -101,12 +110,15 @@ Status Updater::Step() {
         return FailWith(InvalidArgument("manifest.digest", "the assignment's manifest has no digest or size"));
       }
       if (!store_.IsInstalled(m.digest())) {
+        spdlog::info("update: downloading {} from byte {} of {}", m.digest(),
+                     FileSizeOrZero(store_.PartPath(m.digest())), m.size_bytes());
         auto fetcher = fetchers_(a);
         auto last = std::chrono::steady_clock::now();
         Status report_status;
         auto result = DownloadToPartial(
             *fetcher, m.digest(), m.size_bytes(), store_.PartPath(m.digest()), options_.download,
             [&](uint64_t done) {
+              AfterPersist(UpdateState::kDownloading, done);
               const auto now = std::chrono::steady_clock::now();
               if (now - last >= options_.progress_report_interval && done < m.size_bytes()) {
                 last = now;
@@ -120,6 +132,9 @@ Status Updater::Step() {
         if (result->resumed_from > 0) {
           spdlog::info("update: download of {} resumed from byte {}", m.digest(), result->resumed_from);
         }
+        // What came over the network in this run: after a restart only the missing bytes.
+        spdlog::info("update: download of {} complete: {} bytes were on disk, {} fetched, {} total",
+                     m.digest(), result->resumed_from, result->bytes_fetched, result->bytes_done);
         MF_RETURN_IF_ERROR(ReportStep(v1::DEPLOYMENT_STEP_DOWNLOADING, result->bytes_done, ""));
       }
       return state_.Transition(UpdateState::kVerifying);

@@ -54,6 +54,12 @@ struct UpdaterOptions {
   // Asked while Activated (after ACTIVATED was reported). Unset: activation is final at once.
   // kFailed: `active` goes back to last_good, ROLLED_BACK is reported.
   std::function<ProbationVerdict()> probation;
+  // Test hook (unset in production; modelfleet-agent wires MODELFLEET_AGENT_PAUSE_AT to it, see
+  // agent/app/test_hooks.h). Called on the updater's thread right after a new state was
+  // persisted (before that state's step runs or reports anything; `bytes_on_disk` is the
+  // partial file's size), and while Downloading after each request's bytes were fsynced
+  // (`bytes_on_disk` = the bytes on disk then). The flow goes on when it returns.
+  std::function<void(UpdateState state, uint64_t bytes_on_disk)> after_persist;
 };
 
 class Updater {
@@ -86,6 +92,7 @@ class Updater {
   Status Step();
   Status ReportStep(v1::DeploymentStep step, uint64_t bytes_done, const std::string& reason);
   Status FailWith(const Status& why);
+  void AfterPersist(UpdateState state, uint64_t bytes_on_disk) const;
   std::optional<uint64_t> RunningCounter() const;
   std::filesystem::path ArtifactPath() const;
 
