@@ -10,5 +10,3 @@ modelfleet_add_test(
   LABELS unit
   TIMEOUT 300
 )
-target_compile_definitions(agent_runtime_test PRIVATE
-  MODELFLEET_SOURCE_DIR_FALLBACK="${CMAKE_SOURCE_DIR}")

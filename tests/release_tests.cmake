@@ -11,5 +11,3 @@ modelfleet_add_test(
   LABELS integration
   TIMEOUT 900
 )
-target_compile_definitions(release_pipeline_test PRIVATE
-  MODELFLEET_SOURCE_DIR_FALLBACK="${CMAKE_SOURCE_DIR}")

@@ -4,6 +4,7 @@
 
 #include "modelfleet/crypto.h"
 #include "modelfleet/validation.h"
+#include "util/cache_sync.h"
 #include "util/time.h"
 
 namespace modelfleet::auth {
@@ -44,34 +45,13 @@ TokenStore::~TokenStore() {
 
 void TokenStore::StartCacheSync(std::chrono::milliseconds poll_interval) {
   watcher_ = std::thread([this, poll_interval] {
-    const auto reload_every = std::max<std::chrono::milliseconds>(cache_ttl_ / 2, poll_interval);
-    // The revocation watermark is taken before the first load, so nothing revoked while
-    // loading is missed.
-    int64_t watermark = 0;
-    auto next_reload = std::chrono::steady_clock::now();
-    while (!stop_watcher_) {
-      if (watermark == 0) {
-        auto clock = DropRevokedSince(0);
-        if (clock) watermark = *clock;
-      }
-      if (watermark != 0 && std::chrono::steady_clock::now() >= next_reload) {
-        Status loaded = Preload();
-        if (loaded.ok()) {
-          next_reload = std::chrono::steady_clock::now() + reload_every;
-        } else {
-          spdlog::warn("loading the token cache failed (will retry): {}", loaded.ToString());
-        }
-      }
-      {
-        std::unique_lock lock(mu_);
-        watcher_wake_.wait_for(lock, poll_interval, [&] { return stop_watcher_.load(); });
-      }
-      if (stop_watcher_) break;
-      if (watermark != 0) {
-        auto clock = DropRevokedSince(watermark);
-        if (clock) watermark = *clock;  // on failure the next poll covers the gap
-      }
-    }
+    util::CacheSync sync;
+    sync.what = "token cache";
+    sync.poll_interval = poll_interval;
+    sync.reload_every = std::max<std::chrono::milliseconds>(cache_ttl_ / 2, poll_interval);
+    sync.apply_changes_since = [this](int64_t since) { return DropRevokedSince(since); };
+    sync.load_all = [this] { return Preload(); };
+    util::RunCacheSync(sync, stop_watcher_, mu_, watcher_wake_);
   });
 }
 

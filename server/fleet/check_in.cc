@@ -11,6 +11,7 @@
 #include "fleet/rollout_manager.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
+#include "util/cache_sync.h"
 #include "util/time.h"
 
 namespace modelfleet::fleet {
@@ -247,36 +248,13 @@ Expected<int64_t> CheckInService::ApplyDeviceChangesSince(int64_t since_micros) 
 }
 
 void CheckInService::RunDeviceSync() {
-  const auto reload_every = std::max<std::chrono::milliseconds>(options_.device_cache_ttl / 2, options_.device_poll_interval);
-  int64_t watermark = 0;  // taken before the first load, so no change made meanwhile is missed
-  auto next_reload = std::chrono::steady_clock::now();
-  while (!stop_) {
-    if (watermark == 0) {
-      auto clock = ApplyDeviceChangesSince(0);
-      if (clock) watermark = *clock;
-    }
-    if (watermark != 0 && std::chrono::steady_clock::now() >= next_reload) {
-      Status loaded = LoadAllDevices();
-      if (loaded.ok()) {
-        next_reload = std::chrono::steady_clock::now() + reload_every;
-      } else {
-        spdlog::warn("loading the device cache failed (will retry): {}", loaded.ToString());
-      }
-    }
-    {
-      std::unique_lock lock(wake_mu_);
-      wake_.wait_for(lock, options_.device_poll_interval, [&] { return stop_.load(); });
-    }
-    if (stop_) break;
-    if (watermark != 0) {
-      auto clock = ApplyDeviceChangesSince(watermark);
-      if (clock) {
-        watermark = *clock;
-      } else {
-        spdlog::warn("polling device changes failed (will retry): {}", clock.error().ToString());
-      }
-    }
-  }
+  util::CacheSync sync;
+  sync.what = "device cache";
+  sync.poll_interval = options_.device_poll_interval;
+  sync.reload_every = std::max<std::chrono::milliseconds>(options_.device_cache_ttl / 2, options_.device_poll_interval);
+  sync.apply_changes_since = [this](int64_t since) { return ApplyDeviceChangesSince(since); };
+  sync.load_all = [this] { return LoadAllDevices(); };
+  util::RunCacheSync(sync, stop_, wake_mu_, wake_);
 }
 
 CheckInService::CacheStats CheckInService::Stats() {

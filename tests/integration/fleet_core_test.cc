@@ -5,6 +5,7 @@
 // through another replica.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -108,6 +109,17 @@ class FleetCoreTest : public ::testing::Test {
     return principals;
   }
 
+  // Moves a RUNNING rollout from stage 0 to stage 1 as the controller would; the rollout after.
+  std::optional<v1::Rollout> AdvanceFromStage0(const v1::Rollout& rollout) {
+    auto row_id = RolloutManager::ParseRolloutId(rollout.rollout_id(), "rollout_id");
+    if (!row_id) return std::nullopt;
+    auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
+    if (!advanced || !*advanced) return std::nullopt;
+    auto after = rollouts_->Get(rollout.rollout_id());
+    if (!after) return std::nullopt;
+    return *after;
+  }
+
   v1::CreateRolloutRequest Request(const std::string& target, std::vector<std::pair<double, uint32_t>> stages) {
     v1::CreateRolloutRequest r;
     r.set_model("mat-person");
@@ -184,11 +196,7 @@ TEST_F(FleetCoreTest, StageCohortsHonourMinimumsAndAreStickySupersets) {
   EXPECT_EQ(stage0.size(), 30u);
   EXPECT_EQ(created->progress().devices(), 30u);  // the SQL count agrees with the C++ membership
 
-  auto row_id = RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
-  ASSERT_TRUE(row_id);
-  auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
-  ASSERT_TRUE(advanced && *advanced);
-  auto stage1 = rollouts_->Get(created->rollout_id());
+  std::optional<v1::Rollout> stage1 = AdvanceFromStage0(*created);
   ASSERT_TRUE(stage1);
   std::set<std::string> members1 = members(stage1->cohort_cutoff());
   EXPECT_EQ(members1.size(), 100u);
@@ -386,11 +394,7 @@ TEST_F(FleetCoreTest, LaggingReplicaKeepsGivingAnAssignmentUnderWay) {
   CheckInService lagging(*pool_, lagging_options);
   ASSERT_TRUE(lagging.CheckIn(devices[0], {}));  // loads its snapshot: stage 0
 
-  auto row_id = RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
-  ASSERT_TRUE(row_id);
-  auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
-  ASSERT_TRUE(advanced && *advanced);
-  auto stage1 = rollouts_->Get(created->rollout_id());
+  std::optional<v1::Rollout> stage1 = AdvanceFromStage0(*created);
   ASSERT_TRUE(stage1);
   // A device that joined with stage 1 (outside stage 0's cohort).
   const auth::Principal* joined = nullptr;

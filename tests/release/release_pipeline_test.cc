@@ -42,18 +42,10 @@ namespace {
 namespace fs = std::filesystem;
 using ::modelfleet::testing::ReadFileOrEmpty;
 using ::modelfleet::testing::RunCommand;
+using ::modelfleet::testing::SourceDir;
 using ::modelfleet::testing::Subprocess;
 using ::modelfleet::testing::TempDir;
-
-std::string Python() {
-  if (const char* v = std::getenv("MODELFLEET_TEST_PYTHON"); v && *v) return v;
-  return "/usr/bin/python3";
-}
-
-fs::path SourceDir() {
-  if (const char* v = std::getenv("MODELFLEET_SOURCE_DIR"); v && *v) return v;
-  return MODELFLEET_SOURCE_DIR_FALLBACK;
-}
+using ::modelfleet::testing::TorchPython;
 
 fs::path ReleaseScript() { return SourceDir() / "deploy/release/release.sh"; }
 
@@ -61,7 +53,7 @@ fs::path ReleaseScript() { return SourceDir() / "deploy/release/release.sh"; }
 // so the test means the same under any CI.
 const std::map<std::string, std::string>& CiEnvironment() {
   static const auto* env = new std::map<std::string, std::string>{
-      {"MODELFLEET_PYTHON", Python()},
+      {"MODELFLEET_PYTHON", TorchPython()},
       {"MODELFLEET_GIT_COMMIT", ""}, {"MODELFLEET_CI_RUN_ID", ""}, {"MODELFLEET_CI_RUN_URL", ""},
       {"GIT_COMMIT", ""}, {"BUILD_TAG", ""}, {"BUILD_URL", ""},
       {"GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"},
@@ -133,8 +125,8 @@ struct QuickRelease {
   static QuickRelease* Make() {
     auto* r = new QuickRelease;
     std::string out;
-    if (!fs::exists(Python()) || RunCommand({Python(), "-c", "import torch"}, &out) != 0) {
-      r->skip_reason = Python() + " cannot import torch (scripts/install-deps.sh installs "
+    if (!fs::exists(TorchPython()) || RunCommand({TorchPython(), "-c", "import torch"}, &out) != 0) {
+      r->skip_reason = TorchPython() + " cannot import torch (scripts/install-deps.sh installs "
                                   "python3-torch): " + out.substr(0, 300);
       return r;
     }

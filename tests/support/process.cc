@@ -206,8 +206,13 @@ std::filesystem::path BinaryDir() {
 }
 
 std::filesystem::path SourceDir() {
-  const char* v = std::getenv("MODELFLEET_SOURCE_DIR");
-  return v ? v : "..";
+  if (const char* v = std::getenv("MODELFLEET_SOURCE_DIR"); v && *v) return v;
+  return MODELFLEET_SOURCE_DIR_FALLBACK;
+}
+
+std::string TorchPython() {
+  if (const char* v = std::getenv("MODELFLEET_TEST_PYTHON"); v && *v) return v;
+  return "/usr/bin/python3";
 }
 
 }  // namespace modelfleet::testing

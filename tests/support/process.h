@@ -78,6 +78,9 @@ std::string ReadFileOrEmpty(const std::filesystem::path& path);
 
 // Environment helpers for locating the build tree.
 std::filesystem::path BinaryDir();  // $MODELFLEET_BINARY_DIR
-std::filesystem::path SourceDir();  // $MODELFLEET_SOURCE_DIR
+std::filesystem::path SourceDir();  // $MODELFLEET_SOURCE_DIR, else the source tree this was built from
+// The python3 with Debian's python3-torch: $MODELFLEET_TEST_PYTHON, else /usr/bin/python3 (a
+// python3 earlier in PATH, e.g. pyenv's, usually has no torch).
+std::string TorchPython();
 
 }  // namespace modelfleet::testing

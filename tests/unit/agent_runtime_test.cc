@@ -44,20 +44,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::modelfleet::testing::RunCommand;
+using ::modelfleet::testing::SourceDir;
 using ::modelfleet::testing::Subprocess;
 using ::modelfleet::testing::TempDir;
-
-// Debian's python3 (python3-torch is a Debian package; a python3 earlier in PATH, e.g. pyenv's,
-// usually has no torch). MODELFLEET_TEST_PYTHON overrides it.
-std::string Python() {
-  if (const char* v = std::getenv("MODELFLEET_TEST_PYTHON"); v && *v) return v;
-  return "/usr/bin/python3";
-}
-
-fs::path SourceDir() {
-  if (const char* v = std::getenv("MODELFLEET_SOURCE_DIR"); v && *v) return v;
-  return MODELFLEET_SOURCE_DIR_FALLBACK;
-}
+using ::modelfleet::testing::TorchPython;
 
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -94,7 +84,7 @@ struct Models {
   static Models* Make() {
     auto* m = new Models;
     std::string out;
-    const std::string python = Python();
+    const std::string python = TorchPython();
     if (!fs::exists(python)) {
       m->skip_reason = python + " does not exist (scripts/install-deps.sh installs python3 and "
                                 "python3-torch)";
