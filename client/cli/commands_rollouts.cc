@@ -1,4 +1,5 @@
 // `modelfleet rollouts create|list|show|watch|pause|resume|approve|abort|rollback|retry`.
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -182,13 +183,18 @@ Expected<v1::RolloutState> WatchRollout(const Settings& s, const std::string& ro
   LiveRolloutView view(std::cout);
   v1::RolloutEvent event;
   v1::RolloutState last = v1::ROLLOUT_STATE_UNSPECIFIED;
+  std::string last_line;  // the previous plain line without its time
   while (reader->Read(&event)) {
     if (s.output == OutputFormat::kJson) {
       std::cout << ToJson(event) << std::endl;
     } else if (live) {
       view.OnEvent(event);
     } else {
-      std::cout << EventLine(event) << std::endl;
+      // Progress events come with every report; a pipe gets a line only when the numbers moved.
+      const std::string line = EventLine(event);
+      const std::string what = line.substr(std::min(line.find("  "), line.size()));
+      if (event.kind() != "progress" || what != last_line) std::cout << line << std::endl;
+      last_line = what;
     }
     last = event.rollout().state();
     // The server keeps streaming a paused rollout (it may be resumed); a watcher stops here.
