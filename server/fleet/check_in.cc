@@ -70,6 +70,7 @@ const v1::RunningModel* RunningOf(const v1::CheckInRequest& request, const std::
 CheckInService::CheckInService(db::Pool& pool, CheckInOptions options) : pool_(pool), options_(options) {
   background_ = std::thread([this] { RunBackground(); });
   device_sync_ = std::thread([this] { RunDeviceSync(); });
+  creator_ = std::thread([this] { RunCreator(); });
 }
 
 CheckInService::~CheckInService() {
@@ -77,6 +78,9 @@ CheckInService::~CheckInService() {
   wake_.notify_all();
   if (background_.joinable()) background_.join();
   if (device_sync_.joinable()) device_sync_.join();
+  { std::lock_guard lock(creations_mu_); }  // the creator is waiting, or will see stop_
+  creations_cv_.notify_all();
+  if (creator_.joinable()) creator_.join();
   Status s = Flush();
   if (!s.ok()) spdlog::error("final flush of check-in state failed: {}", s.ToString());
 }
@@ -257,6 +261,93 @@ void CheckInService::RunDeviceSync() {
   util::RunCacheSync(sync, stop_, wake_mu_, wake_);
 }
 
+Expected<std::optional<CheckInService::DeploymentRow>> CheckInService::CreateDeployment(
+    std::unique_ptr<Creation> creation) {
+  auto result = creation->done.get_future();
+  {
+    std::lock_guard lock(creations_mu_);
+    if (stop_) return Fail(Unavailable("the server is shutting down"));
+    creations_.push_back(std::move(creation));
+  }
+  creations_cv_.notify_one();
+  return result.get();
+}
+
+void CheckInService::RunCreator() {
+  constexpr size_t kMaxBatch = 256;
+  for (;;) {
+    std::vector<std::unique_ptr<Creation>> batch;
+    {
+      std::unique_lock lock(creations_mu_);
+      creations_cv_.wait(lock, [&] { return stop_.load() || !creations_.empty(); });
+      if (creations_.empty()) return;  // stopping, nothing left
+      const size_t n = std::min(kMaxBatch, creations_.size());
+      batch.assign(std::make_move_iterator(creations_.begin()), std::make_move_iterator(creations_.begin() + n));
+      creations_.erase(creations_.begin(), creations_.begin() + n);
+    }
+    Status written = WriteCreations(batch);
+    if (!written.ok()) {
+      for (auto& c : batch) c->done.set_value(Fail(written));
+    }
+  }
+}
+
+Status CheckInService::WriteCreations(std::vector<std::unique_ptr<Creation>>& batch) {
+  std::string rollout_ids = "[", rows_json = "[";
+  for (const auto& c : batch) {
+    if (rollout_ids.size() > 1) rollout_ids += ",";
+    rollout_ids += std::to_string(c->rollout_row_id);
+  }
+  rollout_ids += "]";
+  std::map<std::pair<int64_t, int64_t>, DeploymentRow> created;  // by (rollout, device)
+  std::set<int64_t> live;
+  MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
+    created.clear();
+    live.clear();
+    // The snapshot may lag behind a pause, abort or rollback (made on another replica, or
+    // while it reloads): check the rollouts themselves. FOR SHARE orders this against
+    // RolloutManager::Transition, so a rollback either sees these deployments (and cancels
+    // them) or happens first (and this sees it).
+    MF_ASSIGN_OR_RETURN(auto states, tx.Exec(
+        "SELECT id FROM rollouts WHERE id IN (SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)) "
+        "AND state IN ('RUNNING', 'COMPLETED') FOR SHARE",
+        {rollout_ids}));
+    for (const auto& row : states) live.insert(row.Int(0));
+    std::set<std::pair<int64_t, int64_t>> seen;  // one row per (rollout, device): ON CONFLICT touches a row once
+    std::string json = "[";
+    for (const auto& c : batch) {
+      if (!live.count(c->rollout_row_id) || !seen.insert({c->rollout_row_id, c->device_row_id}).second) continue;
+      if (json.size() > 1) json += ",";
+      json += "{\"rollout\":" + std::to_string(c->rollout_row_id) + ",\"device\":" + std::to_string(c->device_row_id) +
+              ",\"target\":" + JsonString(c->target_version) + ",\"pmodel\":" + JsonString(c->previous_model) +
+              ",\"pversion\":" + JsonString(c->previous_version) + ",\"event\":" + JsonString(c->event_detail) + "}";
+    }
+    json += "]";
+    if (seen.empty()) return Status::Ok();
+    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+        "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
+        "SELECT v.rollout, v.device, v.target, v.pmodel, v.pversion, 'ASSIGNED' FROM jsonb_to_recordset($1::jsonb) "
+        "AS v(rollout bigint, device bigint, target text, pmodel text, pversion text) "
+        "ON CONFLICT (rollout_id, device_id, is_rollback) DO UPDATE SET rollout_id = EXCLUDED.rollout_id "
+        "RETURNING id, step, rollout_id, device_id",
+        {json}));
+    for (const auto& row : rows) created[{row.Int(2), row.Int(3)}] = DeploymentRow{row.Int(0), row.Str(1), {}};
+    return StatusOf(tx.Exec(
+        "INSERT INTO device_events (device_id, kind, detail) SELECT v.device, 'assigned', v.event "
+        "FROM jsonb_to_recordset($1::jsonb) AS v(device bigint, event text)",
+        {json}));
+  }));
+  for (auto& c : batch) {
+    auto it = created.find({c->rollout_row_id, c->device_row_id});
+    if (it == created.end()) {
+      c->done.set_value(std::optional<DeploymentRow>());
+    } else {
+      c->done.set_value(std::optional<DeploymentRow>(it->second));
+    }
+  }
+  return Status::Ok();
+}
+
 CheckInService::CacheStats CheckInService::Stats() {
   std::shared_lock lock(devices_mu_);
   return {device_hits_.load(), device_misses_.load(), devices_.size(), devices_preloaded_.load()};
@@ -345,10 +436,6 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     }
     // From here on the device is being deployed: its deployment rows decide. One autocommit
     // read finds them; only creating one takes a (short) write transaction.
-    struct DeploymentRow {
-      int64_t id = 0;
-      std::string step, previous_version;
-    };
     std::optional<DeploymentRow> forward, backward;
     MF_RETURN_IF_ERROR(pool_.ReadAutocommit([&](db::Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
@@ -384,24 +471,14 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     } else {
       if (!forward) {
         if (r.state != "RUNNING" && r.state != "COMPLETED") continue;  // paused: no new devices
-        MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
-          // The snapshot may lag behind a pause, abort or rollback (made on another replica, or
-          // while it reloads): check the rollout itself. FOR SHARE orders this against
-          // RolloutManager::Transition, so a rollback either sees this deployment (and cancels
-          // it) or happens first (and this sees it).
-          MF_ASSIGN_OR_RETURN(auto current, tx.Exec("SELECT state FROM rollouts WHERE id = $1 FOR SHARE", {r.row_id}));
-          if (current.empty() || (current[0].Str(0) != "RUNNING" && current[0].Str(0) != "COMPLETED")) {
-            return Status::Ok();
-          }
-          MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-              "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
-              "VALUES ($1, $2, $3, $4, $5, 'ASSIGNED') ON CONFLICT (rollout_id, device_id, is_rollback) "
-              "DO UPDATE SET rollout_id = EXCLUDED.rollout_id RETURNING id, step",
-              {r.row_id, device.row_id, r.version, running ? r.model : std::string(),
-               running ? running->version() : std::string()}));
-          forward = DeploymentRow{rows[0].Int(0), rows[0].Str(1), {}};
-          return RecordDeviceEvent(tx, device.row_id, "assigned", r.rollout_id + ": " + r.model + "@" + r.version);
-        }));
+        auto creation = std::make_unique<Creation>();
+        creation->rollout_row_id = r.row_id;
+        creation->device_row_id = device.row_id;
+        creation->target_version = r.version;
+        creation->previous_model = running ? r.model : std::string();
+        creation->previous_version = running ? running->version() : std::string();
+        creation->event_detail = r.rollout_id + ": " + r.model + "@" + r.version;
+        MF_ASSIGN_OR_RETURN(forward, CreateDeployment(std::move(creation)));
         if (!forward) continue;  // the rollout is no longer running
       }
       if (IsTerminal(StepFromName(forward->step))) continue;  // failed, timed out, ...

@@ -8,8 +8,10 @@
 // and what it reports (last seen, running model, agent state, telemetry) is written behind,
 // merged and batched, by one writer thread (an unchanged status only every status_refresh,
 // so last_seen of a quiet device is precise to that much). Only a device that is being
-// deployed touches the database on its check-in: one autocommit read of its deployment row
-// (and a short write transaction the first time, to create it).
+// deployed touches the database on its check-in: one autocommit read of its deployment row,
+// and the first time the deployment is created: creations are queued and written by one
+// thread, many per transaction (a group commit), and each check-in waits for its own to be
+// durable before it hands the assignment out.
 //
 // The device cache is kept by a second background thread: it loads every accepted device at
 // start (so a freshly started replica does not pay one lookup per device), reloads them every
@@ -33,6 +35,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <set>
 #include <memory>
@@ -109,6 +112,16 @@ class CheckInService {
     v1::DeviceAttributes attributes;
     std::chrono::steady_clock::time_point fetched;
   };
+  struct DeploymentRow {
+    int64_t id = 0;
+    std::string step, previous_version;
+  };
+  // A forward deployment to create (if its rollout is still RUNNING or COMPLETED).
+  struct Creation {
+    int64_t rollout_row_id = 0, device_row_id = 0;
+    std::string target_version, previous_model, previous_version, event_detail;
+    std::promise<Expected<std::optional<DeploymentRow>>> done;  // nullopt: the rollout stopped
+  };
   struct PendingStatus {
     std::string model, version, digest, agent_state;
   };
@@ -129,6 +142,10 @@ class CheckInService {
   Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
   void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request);
   void RunBackground();
+  // Queues `creation` for the creator thread and waits for its result.
+  Expected<std::optional<DeploymentRow>> CreateDeployment(std::unique_ptr<Creation> creation);
+  void RunCreator();
+  Status WriteCreations(std::vector<std::unique_ptr<Creation>>& batch);
   // The device-cache thread (see the top of this file) and its two kinds of read.
   void RunDeviceSync();
   Status LoadAllDevices();
@@ -163,6 +180,11 @@ class CheckInService {
   std::condition_variable wake_;
   std::thread background_;
   std::thread device_sync_;
+
+  std::mutex creations_mu_;
+  std::condition_variable creations_cv_;
+  std::vector<std::unique_ptr<Creation>> creations_;
+  std::thread creator_;
 };
 
 }  // namespace modelfleet::fleet
