@@ -146,7 +146,8 @@ class RegistryE2E : public ::testing::Test {
 TEST_F(RegistryE2E, Push50MegabytesOverS3AndDownloadWholeAndResumed) {
   StartServer("s3");
   const std::string publisher = TokenFor(v1::ROLE_PUBLISHER, "ci");
-  const std::string device = TokenFor(v1::ROLE_DEVICE, "mat-1");
+  // A reader (a device may download only what a rollout assigned it: fleet_e2e_test).
+  const std::string reader = TokenFor(v1::ROLE_VIEWER, "mirror");
   ASSERT_TRUE(CreateModel("mat-person", publisher).ok());
   const std::string bytes = testing::PatternBytes(50 << 20, 7);
   v1::ModelVersion version;
@@ -155,7 +156,7 @@ TEST_F(RegistryE2E, Push50MegabytesOverS3AndDownloadWholeAndResumed) {
   EXPECT_EQ(version.state(), v1::VERSION_STATE_READY);
   EXPECT_EQ(version.manifest().digest(), Sha256Hex(bytes));
 
-  Downloaded whole = Download("mat-person", "1.0.0", 0, 0, device);
+  Downloaded whole = Download("mat-person", "1.0.0", 0, 0, reader);
   ASSERT_TRUE(whole.status.ok()) << whole.status.error_message();
   EXPECT_EQ(whole.manifest.digest(), Sha256Hex(bytes));
   EXPECT_EQ(whole.data.size(), bytes.size());
@@ -163,15 +164,15 @@ TEST_F(RegistryE2E, Push50MegabytesOverS3AndDownloadWholeAndResumed) {
 
   // Resume: an agent that already has the first 30,000,001 bytes asks for the rest.
   const uint64_t resume_at = 30'000'001;
-  Downloaded rest = Download("mat-person", "1.0.0", resume_at, 0, device);
+  Downloaded rest = Download("mat-person", "1.0.0", resume_at, 0, reader);
   ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
   EXPECT_EQ(Sha256Hex(bytes.substr(0, resume_at) + rest.data), Sha256Hex(bytes));
 
-  Downloaded range = Download("mat-person", "1.0.0", 1000, 4096, device);
+  Downloaded range = Download("mat-person", "1.0.0", 1000, 4096, reader);
   ASSERT_TRUE(range.status.ok());
   EXPECT_EQ(range.data, bytes.substr(1000, 4096));
 
-  Downloaded past = Download("mat-person", "1.0.0", bytes.size() + 1, 0, device);
+  Downloaded past = Download("mat-person", "1.0.0", bytes.size() + 1, 0, reader);
   EXPECT_EQ(past.status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(past.data.size(), 0u);
 }
@@ -486,7 +487,7 @@ TEST_F(RegistryE2E, EveryRoleBoundary) {
          }
          return reader->Finish();
        },
-       kAll},
+       kReaders},  // and devices, only what a rollout assigned them (fleet_e2e_test)
       {"CreateToken", admin_unary(&A::CreateToken, v1::CreateTokenRequest(), v1::CreateTokenResponse()), kAdmin},
       {"ListTokens", admin_unary(&A::ListTokens, v1::ListTokensRequest(), v1::ListTokensResponse()), kAdmin},
       {"RevokeToken", admin_unary(&A::RevokeToken, v1::RevokeTokenRequest(), v1::Token()), kAdmin},
