@@ -293,7 +293,7 @@ void CheckInService::RunCreator() {
 }
 
 Status CheckInService::WriteCreations(std::vector<std::unique_ptr<Creation>>& batch) {
-  std::string rollout_ids = "[", rows_json = "[";
+  std::string rollout_ids = "[";
   for (const auto& c : batch) {
     if (rollout_ids.size() > 1) rollout_ids += ",";
     rollout_ids += std::to_string(c->rollout_row_id);
@@ -523,8 +523,8 @@ Expected<std::optional<v1::Assignment>> CheckInService::AssignmentUnderWay(const
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT dep.id, dep.is_rollback, dep.target_version, m.name, r.id, r.deployment_timeout_seconds "
         "FROM deployments dep JOIN rollouts r ON r.id = dep.rollout_id JOIN models m ON m.id = r.model_id "
-        "WHERE dep.device_id = $1 AND dep.step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', "
-        "'SELF_TESTING') AND r.state <> 'ABORTED' ORDER BY dep.id DESC LIMIT 1",
+        "WHERE dep.device_id = $1 AND dep.step IN " MF_IN_PROGRESS_STEPS_SQL " AND r.state <> 'ABORTED' "
+        "ORDER BY dep.id DESC LIMIT 1",
         {device.row_id}));
     if (rows.empty()) return Status::Ok();
     assignment.emplace();

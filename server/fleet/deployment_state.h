@@ -29,6 +29,10 @@ bool IsTerminal(v1::DeploymentStep step);
 // Terminal and not a success: FAILED, ROLLED_BACK, TIMED_OUT, CANCELLED.
 bool IsFailure(v1::DeploymentStep step);
 
+// The non-terminal steps (a deployment under way) as an SQL list, for "step IN " ...; a
+// literal so queries stay literals. deployment_state_test checks it against IsTerminal.
+#define MF_IN_PROGRESS_STEPS_SQL "('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING')"
+
 // "DOWNLOADING" <-> DEPLOYMENT_STEP_DOWNLOADING (the database spelling).
 std::string_view StepName(v1::DeploymentStep step);
 v1::DeploymentStep StepFromName(std::string_view name);

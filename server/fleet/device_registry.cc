@@ -92,7 +92,7 @@ Status DeviceRegistry::AuthorizeDownload(const auth::Principal& device, const v1
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT 1 FROM deployments dep JOIN devices d ON d.id = dep.device_id JOIN rollouts r ON r.id = dep.rollout_id "
         "JOIN models m ON m.id = r.model_id WHERE d.token_id = $1 AND m.name = $2 AND dep.target_version = $3 "
-        "AND dep.step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING', 'ACTIVATED') LIMIT 1",
+        "AND (dep.step IN " MF_IN_PROGRESS_STEPS_SQL " OR dep.step = 'ACTIVATED') LIMIT 1",
         {device.token_id, ref.model(), ref.version()}));
     assigned = !rows.empty();
     return Status::Ok();
@@ -282,7 +282,7 @@ Expected<v1::Device> DeviceRegistry::SetAdmission(const v1::SetDeviceAdmissionRe
       // Its unfinished deployments will never finish.
       MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
           "UPDATE deployments SET step = 'CANCELLED', reason = $2, updated_at = now() WHERE device_id = $1 "
-          "AND step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING')",
+          "AND step IN " MF_IN_PROGRESS_STEPS_SQL,
           {id, "device " + target})));
     }
     MF_RETURN_IF_ERROR(StatusOf(tx.Exec(

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fleet/deployment_state.h"
+
 namespace modelfleet::fleet {
 
 RolloutController::RolloutController(db::Pool& pool, RolloutManager& rollouts, std::chrono::milliseconds interval,
@@ -56,7 +58,7 @@ Expected<int> RolloutController::Tick() {
     MF_ASSIGN_OR_RETURN(auto timed_out, tx.Exec(
         "UPDATE deployments dp SET step = 'TIMED_OUT', reason = 'no progress within ' || r.deployment_timeout_seconds || ' s', "
         "updated_at = now() FROM rollouts r WHERE dp.rollout_id = r.id "
-        "AND dp.step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING') "
+        "AND dp.step IN " MF_IN_PROGRESS_STEPS_SQL " "
         "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) RETURNING dp.id"));
     if (!timed_out.empty()) spdlog::info("timed out {} deployment(s)", timed_out.size());
     return Status::Ok();

@@ -387,7 +387,7 @@ Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, co
       // Forward deployments still under way will not be finished.
       MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
           "UPDATE deployments SET step = 'CANCELLED', reason = $2, updated_at = now() WHERE rollout_id = $1 "
-          "AND NOT is_rollback AND step IN ('ASSIGNED', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SELF_TESTING')",
+          "AND NOT is_rollback AND step IN " MF_IN_PROGRESS_STEPS_SQL,
           {row_id, "rollout " + spec.to_state})));
     }
     return Status::Ok();

@@ -61,6 +61,18 @@ TEST(DeploymentState, LegalSourcesAgreeWithTheTable) {
   }
 }
 
+TEST(DeploymentState, InProgressSqlListIsTheNonTerminalSteps) {
+  std::string expected = "(";
+  for (int i = v1::DeploymentStep_MIN; i <= v1::DeploymentStep_MAX; ++i) {
+    const S step = static_cast<S>(i);
+    if (!v1::DeploymentStep_IsValid(i) || step == S::DEPLOYMENT_STEP_UNSPECIFIED || IsTerminal(step)) continue;
+    if (expected.size() > 1) expected += ", ";
+    expected += "'" + std::string(StepName(step)) + "'";
+  }
+  expected += ")";
+  EXPECT_EQ(std::string(MF_IN_PROGRESS_STEPS_SQL), expected);
+}
+
 TEST(DeploymentState, NamesRoundTrip) {
   for (int i = v1::DeploymentStep_MIN + 1; i <= v1::DeploymentStep_MAX; ++i) {
     S step = static_cast<S>(i);
