@@ -6,6 +6,7 @@
 #include <cmath>
 #include <exception>
 #include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -408,9 +409,13 @@ void Pool::Disconnect(PoolSlot& slot) {
   open_connections_.fetch_sub(1);
 }
 
-Expected<Pool::Lease> Pool::Acquire() {
+Expected<Pool::Lease> Pool::Acquire(bool probe) {
   std::unique_lock lock(mu_);
-  if (!slot_returned_.wait_for(lock, options_.acquire_timeout, [&] { return !idle_.empty(); })) {
+  const bool ready = slot_returned_.wait_for(lock, options_.acquire_timeout, [&] {
+    return !idle_.empty() || (!probe && down_flag_.load(std::memory_order_relaxed));
+  });
+  if (ready && idle_.empty()) return Fail(Unavailable("database unreachable (found while waiting for a connection)"));
+  if (!ready) {
     return Fail(Status(StatusCode::kResourceExhausted,
                        "no database connection became free within " +
                            std::to_string(options_.acquire_timeout.count()) + " ms (pool size " +
@@ -430,37 +435,115 @@ void Pool::Release(std::unique_ptr<PoolSlot> slot) {
   slot_returned_.notify_one();
 }
 
+class Pool::ProbeTicket {
+ public:
+  explicit ProbeTicket(Pool* pool) : pool_(pool) {}
+  ProbeTicket(const ProbeTicket&) = delete;
+  ProbeTicket& operator=(const ProbeTicket&) = delete;
+  ~ProbeTicket() {
+    if (!held) return;
+    {
+      std::lock_guard lock(pool_->health_mu_);
+      pool_->probing_ = false;
+    }
+    pool_->verdict_.notify_all();
+  }
+  bool held = false;
+
+ private:
+  Pool* pool_;
+};
+
+Status Pool::AdmitCall(ProbeTicket* ticket) {
+  if (!down_flag_.load(std::memory_order_relaxed)) return Status::Ok();
+  std::unique_lock lock(health_mu_);
+  if (!down_) return Status::Ok();
+  if (!probing_) {
+    probing_ = true;
+    ticket->held = true;
+    return Status::Ok();
+  }
+  const uint64_t seen = verdicts_;
+  verdict_.wait_for(lock, options_.probe_wait, [&] { return verdicts_ != seen || !probing_; });
+  if (!down_) return Status::Ok();
+  const auto for_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - down_since_).count();
+  return Unavailable("database unreachable for " + std::to_string(for_ms) + " ms: " + down_reason_);
+}
+
+void Pool::NoteReachable() {
+  if (!down_flag_.load(std::memory_order_relaxed)) return;
+  {
+    std::lock_guard lock(health_mu_);
+    if (down_) {
+      const auto for_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - down_since_).count();
+      spdlog::info("database reachable again after {} ms", for_ms);
+      down_ = false;
+      down_flag_ = false;
+    }
+    ++verdicts_;
+  }
+  verdict_.notify_all();
+}
+
+void Pool::NoteUnreachable(const Status& why) {
+  {
+    std::lock_guard lock(health_mu_);
+    if (!down_) {
+      spdlog::warn("database unreachable, calls fail fast until a probe connects: {}", why.message());
+      down_ = true;
+      down_flag_ = true;
+      down_since_ = Clock::now();
+    }
+    down_reason_ = why.message();
+    ++verdicts_;
+  }
+  verdict_.notify_all();
+  // Callers waiting for a free connection give up at once rather than at acquire_timeout.
+  { std::lock_guard lock(mu_); }
+  slot_returned_.notify_all();
+}
+
 Status Pool::RunOnSlot(PoolSlot& slot, Mode mode, std::optional<int64_t> advisory_lock_key,
                        const std::function<Status(Tx&)>& fn, bool may_reconnect) {
-  const auto deadline = Clock::now() + options_.reconnect_budget;
-  milliseconds backoff = kFirstReconnectBackoff;
   std::unique_ptr<pqxx::transaction_base> transaction;
+  // At most two tries: the slot's connection and, if that turns out to be broken, a fresh one.
+  // A fresh connection that fails means the database is unreachable: no waiting and retrying
+  // here (callers back off; the pool fails fast until a probe connects).
   while (true) {
+    const bool fresh = !slot.connection;
     Status status;
-    if (!slot.connection) {
+    if (fresh) {
       if (!may_reconnect) return Unavailable("the database session's connection was lost");
       status = ConnectOnce(slot);
+      if (!status.ok()) {
+        NoteUnreachable(status);
+        return status;
+      }
     }
-    if (status.ok()) {
-      bool connection_broken = false;
-      try {
-        transaction = BeginTransaction(slot.connection->connection, mode == Mode::kReadOnly,
-                                       mode == Mode::kAutocommit, advisory_lock_key);
-        break;
-      } catch (...) {
-        status = CurrentExceptionToStatus(&connection_broken);
-      }
-      try {
-        transaction.reset();
-      } catch (...) {
-        connection_broken = true;
-      }
-      if (!connection_broken && slot.connection->connection.is_open()) {
-        return status;  // not a connection problem (e.g. lock wait canceled): do not retry
-      }
-      Disconnect(slot);
+    bool connection_broken = false;
+    try {
+      transaction = BeginTransaction(slot.connection->connection, mode == Mode::kReadOnly,
+                                     mode == Mode::kAutocommit, advisory_lock_key);
+      // Autocommit sends nothing at begin: only a fresh connection has heard the server.
+      if (mode != Mode::kAutocommit || fresh) NoteReachable();
+      break;
+    } catch (...) {
+      status = CurrentExceptionToStatus(&connection_broken);
     }
-    if (!may_reconnect || !BackoffBefore(deadline, backoff)) return status;
+    try {
+      transaction.reset();
+    } catch (...) {
+      connection_broken = true;
+    }
+    if (!connection_broken && slot.connection->connection.is_open()) {
+      return status;  // not a connection problem (e.g. lock wait canceled): do not retry
+    }
+    Disconnect(slot);
+    if (fresh) {
+      NoteUnreachable(status);
+      return status;
+    }
+    if (!may_reconnect) return status;
   }
 
   internal::TxContext context{transaction.get()};
@@ -470,43 +553,44 @@ Status Pool::RunOnSlot(PoolSlot& slot, Mode mode, std::optional<int64_t> advisor
   return status;
 }
 
-Status Pool::Write(const std::function<Status(Tx&)>& fn) {
-  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
-  return RunOnSlot(lease.slot(), Mode::kReadWrite, std::nullopt, fn, /*may_reconnect=*/true);
-}
-
-Status Pool::ReadAutocommit(const std::function<Status(Tx&)>& fn) {
-  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
+Status Pool::Run(Mode mode, std::optional<int64_t> advisory_lock_key, const std::function<Status(Tx&)>& fn) {
+  ProbeTicket ticket(this);
+  MF_RETURN_IF_ERROR(AdmitCall(&ticket));
+  MF_ASSIGN_OR_RETURN(Lease lease, Acquire(ticket.held));
+  Status status = RunOnSlot(lease.slot(), mode, advisory_lock_key, fn, /*may_reconnect=*/true);
   // Without BEGIN, a connection broken by a database restart shows only at the first
   // statement: RunOnSlot then drops it, and one more run reconnects.
-  Status status = RunOnSlot(lease.slot(), Mode::kAutocommit, std::nullopt, fn, /*may_reconnect=*/true);
-  if (status.code() != StatusCode::kUnavailable || lease.slot().connection) return status;
-  return RunOnSlot(lease.slot(), Mode::kAutocommit, std::nullopt, fn, /*may_reconnect=*/true);
+  if (mode == Mode::kAutocommit && status.code() == StatusCode::kUnavailable && !lease.slot().connection) {
+    status = RunOnSlot(lease.slot(), mode, advisory_lock_key, fn, /*may_reconnect=*/true);
+  }
+  return status;
 }
 
-Status Pool::Read(const std::function<Status(Tx&)>& fn) {
-  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
-  return RunOnSlot(lease.slot(), Mode::kReadOnly, std::nullopt, fn, /*may_reconnect=*/true);
-}
+Status Pool::Write(const std::function<Status(Tx&)>& fn) { return Run(Mode::kReadWrite, std::nullopt, fn); }
+
+Status Pool::ReadAutocommit(const std::function<Status(Tx&)>& fn) { return Run(Mode::kAutocommit, std::nullopt, fn); }
+
+Status Pool::Read(const std::function<Status(Tx&)>& fn) { return Run(Mode::kReadOnly, std::nullopt, fn); }
 
 Status Pool::WriteWithAdvisoryLock(int64_t lock_key, const std::function<Status(Tx&)>& fn) {
-  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
-  return RunOnSlot(lease.slot(), Mode::kReadWrite, lock_key, fn, /*may_reconnect=*/true);
+  return Run(Mode::kReadWrite, lock_key, fn);
 }
 
 Status Pool::WithSession(const std::function<Status(Session&)>& fn) {
-  MF_ASSIGN_OR_RETURN(Lease lease, Acquire());
+  ProbeTicket ticket(this);
+  MF_RETURN_IF_ERROR(AdmitCall(&ticket));
+  MF_ASSIGN_OR_RETURN(Lease lease, Acquire(ticket.held));
   PoolSlot& slot = lease.slot();
-  const auto deadline = Clock::now() + options_.reconnect_budget;
-  milliseconds backoff = kFirstReconnectBackoff;
   while (true) {
     // Check the idle connection still works now, since a session cannot reconnect later
-    // without losing its session state.
+    // without losing its session state. A broken one is replaced once.
+    const bool fresh = !slot.connection;
     Status status = ConnectOnce(slot);
     if (status.ok()) {
       try {
         pqxx::nontransaction probe(slot.connection->connection);
         probe.exec("SELECT 1");
+        NoteReachable();
         break;
       } catch (...) {
         bool ignored = false;
@@ -514,7 +598,10 @@ Status Pool::WithSession(const std::function<Status(Session&)>& fn) {
         Disconnect(slot);
       }
     }
-    if (!BackoffBefore(deadline, backoff)) return status;
+    if (fresh) {
+      NoteUnreachable(status);
+      return status;
+    }
   }
 
   Session session(this, &slot);

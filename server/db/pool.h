@@ -155,11 +155,15 @@ struct PoolOptions {
   std::string conninfo;
   // Number of connections kept open (at most `size` transactions run at once). Must be >= 1.
   int size = 4;
-  // How long Write/Read wait for a free connection before RESOURCE_EXHAUSTED.
+  // How long Write/Read wait for a free connection before RESOURCE_EXHAUSTED (a healthy but
+  // saturated pool; an unreachable database answers UNAVAILABLE at once, see Pool).
   std::chrono::milliseconds acquire_timeout{5000};
-  // How long a call keeps retrying to (re)connect / begin its transaction while the database
-  // is unreachable or starting up, before returning UNAVAILABLE.
+  // How long Open keeps retrying to connect while the database is unreachable or starting up,
+  // before returning UNAVAILABLE.
   std::chrono::milliseconds reconnect_budget{2000};
+  // While the database is down, how long a call waits for the outcome of the probe another
+  // call is making before it answers UNAVAILABLE.
+  std::chrono::milliseconds probe_wait{100};
 };
 
 class Session;
@@ -171,10 +175,18 @@ class Session;
 //
 // Reconnection: a connection that turns out to be broken (e.g. after PostgreSQL restarted) is
 // dropped and replaced. If that is discovered while beginning the transaction, i.e. before the
-// callback ran, the call reconnects and retries transparently (short backoff, within
-// reconnect_budget), so the first call after the database comes back succeeds. If the
-// connection breaks while the callback runs, the call returns UNAVAILABLE (the callback is not
-// re-run; the transaction did not commit) and the connection is replaced for the next caller.
+// callback ran, the call reconnects once, at once, so the first call after the database comes
+// back succeeds. If the connection breaks while the callback runs, the call returns
+// UNAVAILABLE (the callback is not re-run; the transaction did not commit) and the connection
+// is replaced for the next caller.
+//
+// A database that is down fails fast. When a connection attempt finds the server unreachable
+// (refused, reset, "shutting down", "starting up"), the pool is marked down: from then on each
+// call answers UNAVAILABLE ("database unreachable for N ms: <why>") without waiting for a
+// connection, except one call at a time, the probe, which tries to connect as usual; calls
+// arriving during a probe wait up to probe_wait for its outcome. The first probe that connects
+// marks the pool up again, so recovery needs no timer and costs no extra round trip.
+// RESOURCE_EXHAUSTED stays reserved for a reachable database whose connections are all busy.
 //
 // No exception escapes the pool: libpqxx errors become the Status mapping above, and an
 // exception thrown by a callback rolls the transaction back and becomes INTERNAL.
@@ -221,6 +233,8 @@ class Pool {
 
   // Number of connections currently open (idle or in use). For tests and metrics.
   int open_connections() const;
+  // Whether the last connection attempt found the database unreachable (see above).
+  bool database_down() const { return down_flag_.load(std::memory_order_relaxed); }
 
  private:
   class Lease;  // exclusive use of one slot, returned to the pool on destruction
@@ -229,10 +243,21 @@ class Pool {
   explicit Pool(PoolOptions options);
 
   enum class Mode { kReadWrite, kReadOnly, kAutocommit };
-  Expected<Lease> Acquire();
+  class ProbeTicket;  // the right to try the database while it is down; see AdmitCall
+  // OK if the call may go on: the database is up, or this call is now the probe (*ticket).
+  // UNAVAILABLE if it is down and the probe under way did not bring it back within probe_wait.
+  Status AdmitCall(ProbeTicket* ticket);
+  // What a connection attempt told about the database (any caller, probe or not).
+  void NoteReachable();
+  void NoteUnreachable(const Status& why);
+  // Runs fn as Write/Read/ReadAutocommit/WriteWithAdvisoryLock do.
+  Status Run(Mode mode, std::optional<int64_t> advisory_lock_key, const std::function<Status(Tx&)>& fn);
+  // Waits for an idle slot (RESOURCE_EXHAUSTED after acquire_timeout); a caller that is not
+  // the probe stops waiting with UNAVAILABLE when the database is found down meanwhile.
+  Expected<Lease> Acquire(bool probe);
   void Release(std::unique_ptr<internal::PoolSlot> slot);
   // Connects the slot if needed, begins a transaction, runs fn, commits or rolls back. With
-  // may_reconnect, connection failures before fn runs are retried within reconnect_budget.
+  // may_reconnect, a connection found broken before fn runs is replaced once.
   Status RunOnSlot(internal::PoolSlot& slot, Mode mode, std::optional<int64_t> advisory_lock_key,
                    const std::function<Status(Tx&)>& fn, bool may_reconnect);
   // One connection attempt if the slot has no connection; UNAVAILABLE on failure.
@@ -245,6 +270,17 @@ class Pool {
   // Idle slots, FIFO so that sequential calls rotate through all connections.
   std::deque<std::unique_ptr<internal::PoolSlot>> idle_;
   std::atomic<int> open_connections_{0};
+
+  // Database health (see the class comment). down_flag_ mirrors down_ for the lock-free check
+  // on every call.
+  std::atomic<bool> down_flag_{false};
+  std::mutex health_mu_;
+  std::condition_variable verdict_;     // a connection attempt told up or down
+  bool down_ = false;                   // guarded by health_mu_, as are the fields below
+  bool probing_ = false;
+  uint64_t verdicts_ = 0;
+  std::chrono::steady_clock::time_point down_since_;
+  std::string down_reason_;
 };
 
 // One pooled connection held by Pool::WithSession. Valid only inside its callback; not

@@ -3,10 +3,12 @@
 
 #include "postgres_environment.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <latch>
 #include <limits>
@@ -532,6 +534,47 @@ TEST_F(DbTest, CallFailsWithUnavailableWhileDatabaseIsDownAndRecoversAfter) {
   EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
   EXPECT_FALSE(ran);
   EXPECT_OK(Exec(*pool, "SELECT 1"));
+}
+
+// Regression: while PostgreSQL was down, every call spent the whole reconnect budget (and a
+// burst waited for busy connections, getting RESOURCE_EXHAUSTED after acquire_timeout).
+// Now the first failed connect marks the pool down and everyone else fails fast.
+TEST_F(DbTest, DatabaseDownFailsFastWithUnavailableForEveryConcurrentCaller) {
+  constexpr int kCallers = 32;
+  auto pool = OpenPool(/*size=*/4, /*acquire_timeout=*/milliseconds(20000));
+  ASSERT_NE(pool, nullptr);
+  RunOnAllConnectionsAtOnce(*pool, 4);
+  ASSERT_TRUE(Cluster()->Stop()) << Cluster()->last_error();
+
+  std::latch start(kCallers);
+  std::vector<Status> statuses(kCallers);
+  std::vector<double> seconds(kCallers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      const auto t0 = std::chrono::steady_clock::now();
+      statuses[i] = pool->Write([&](Tx& tx) { return StatusOf(tx.Exec("SELECT 1")); });
+      seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const bool down = pool->database_down();
+  ASSERT_TRUE(Cluster()->StartAgain()) << Cluster()->last_error();
+
+  for (int i = 0; i < kCallers; ++i) {
+    EXPECT_EQ(statuses[i].code(), StatusCode::kUnavailable) << "caller " << i << ": " << statuses[i].ToString();
+  }
+  EXPECT_TRUE(down);
+  std::sort(seconds.begin(), seconds.end());
+  // The bound; before, each call took 2-5 s (reconnect budget, then acquire_timeout).
+  EXPECT_LT(seconds[kCallers / 2], 0.5) << "median seconds to fail";
+  std::printf("32 callers with the database down: median %.3f s, max %.3f s\n", seconds[kCallers / 2], seconds.back());
+
+  // The first call after the database is back is the probe: it connects and marks the pool up.
+  EXPECT_OK(Exec(*pool, "SELECT 1"));
+  EXPECT_FALSE(pool->database_down());
+  RunOnAllConnectionsAtOnce(*pool, 4);
 }
 
 TEST_F(DbTest, ConnectionBrokenMidCallbackReturnsUnavailableWithoutRerunning) {
