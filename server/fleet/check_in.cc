@@ -21,6 +21,12 @@ namespace {
 constexpr int kMaxRunning = 8;
 constexpr int kMaxTelemetry = 16;
 
+// Bounds of what one telemetry entry may say (it covers the time since the previous
+// check-in, or since the agent last reached a server): a year of 20 Hz sensing fits easily,
+// and sums of many entries stay far inside the database's bigint and float8.
+constexpr uint64_t kMaxInferencesPerEntry = 1'000'000'000;
+constexpr double kMaxLatencyMs = 3'600'000;  // an hour
+
 Status ValidateCheckIn(const v1::CheckInRequest& r) {
   if (r.running_size() > kMaxRunning) return InvalidArgument("running", "has more than 8 entries");
   for (int i = 0; i < r.running_size(); ++i) {
@@ -33,22 +39,36 @@ Status ValidateCheckIn(const v1::CheckInRequest& r) {
     }
   }
   if (r.telemetry_size() > kMaxTelemetry) return InvalidArgument("telemetry", "has more than 16 entries");
-  for (int i = 0; i < r.telemetry_size(); ++i) {
-    const auto& t = r.telemetry(i);
-    const std::string f = "telemetry[" + std::to_string(i) + "]";
-    MF_RETURN_IF_ERROR(ValidateModelName(t.model(), f + ".model"));
-    MF_RETURN_IF_ERROR(ValidateSemVer(t.version(), f + ".version"));
-    if (t.error_count() > t.inference_count()) return InvalidArgument(f + ".error_count", "exceeds inference_count");
-    for (double v : {t.latency().p50_ms(), t.latency().p95_ms(), t.latency().p99_ms(), t.mean_confidence()}) {
-      if (!std::isfinite(v) || v < 0) return InvalidArgument(f + ".latency", "values must be finite and >= 0");
-    }
-    if (t.class_histogram_size() > 64) return InvalidArgument(f + ".class_histogram", "has more than 64 classes");
-    for (const auto& [k, v] : t.class_histogram()) {
-      MF_RETURN_IF_ERROR(ValidateText(k, 128, f + ".class_histogram key"));
-      (void)v;
+  if (r.has_attributes()) MF_RETURN_IF_ERROR(DeviceRegistry::ValidateAttributes(r.attributes(), "attributes"));
+  return Status::Ok();
+}
+
+Status ValidateTelemetry(const v1::VersionTelemetry& t, const std::string& f) {
+  MF_RETURN_IF_ERROR(ValidateModelName(t.model(), f + ".model"));
+  MF_RETURN_IF_ERROR(ValidateSemVer(t.version(), f + ".version"));
+  if (t.inference_count() > kMaxInferencesPerEntry) {
+    return InvalidArgument(f + ".inference_count", "is more than " + std::to_string(kMaxInferencesPerEntry));
+  }
+  if (t.error_count() > t.inference_count()) return InvalidArgument(f + ".error_count", "exceeds inference_count");
+  const std::pair<const char*, double> latencies[] = {
+      {".latency.p50_ms", t.latency().p50_ms()}, {".latency.p95_ms", t.latency().p95_ms()}, {".latency.p99_ms", t.latency().p99_ms()}};
+  for (const auto& [name, v] : latencies) {
+    if (!std::isfinite(v) || v < 0 || v > kMaxLatencyMs) {
+      return InvalidArgument(f + name, "must be a finite number of milliseconds from 0 to 3600000");
     }
   }
-  if (r.has_attributes()) MF_RETURN_IF_ERROR(DeviceRegistry::ValidateAttributes(r.attributes(), "attributes"));
+  if (!std::isfinite(t.mean_confidence()) || t.mean_confidence() < 0 || t.mean_confidence() > 1) {
+    return InvalidArgument(f + ".mean_confidence", "must be a finite number from 0 to 1");
+  }
+  if (t.class_histogram_size() > 64) return InvalidArgument(f + ".class_histogram", "has more than 64 classes");
+  uint64_t classified = 0;
+  for (const auto& [k, v] : t.class_histogram()) {
+    MF_RETURN_IF_ERROR(ValidateText(k, 128, f + ".class_histogram key"));
+    if (v > t.inference_count() - classified) {
+      return InvalidArgument(f + ".class_histogram[" + k + "]", "counts more inferences than inference_count");
+    }
+    classified += v;
+  }
   return Status::Ok();
 }
 
@@ -67,7 +87,10 @@ const v1::RunningModel* RunningOf(const v1::CheckInRequest& request, const std::
 
 }  // namespace
 
-CheckInService::CheckInService(db::Pool& pool, CheckInOptions options) : pool_(pool), options_(options) {
+CheckInService::CheckInService(db::Pool& pool, CheckInOptions options)
+    : pool_(pool),
+      options_(options),
+      write_behind_(pool, {.flush_interval = options.flush_interval, .status_refresh = options.status_refresh}) {
   background_ = std::thread([this] { RunBackground(); });
   device_sync_ = std::thread([this] { RunDeviceSync(); });
   creator_ = std::thread([this] { RunCreator(); });
@@ -81,8 +104,7 @@ CheckInService::~CheckInService() {
   { std::lock_guard lock(creations_mu_); }  // the creator is waiting, or will see stop_
   creations_cv_.notify_all();
   if (creator_.joinable()) creator_.join();
-  Status s = Flush();
-  if (!s.ok()) spdlog::error("final flush of check-in state failed: {}", s.ToString());
+  // write_behind_ flushes once more as it is destroyed.
 }
 
 void CheckInService::InvalidateRollouts() { snapshot_dirty_ = true; }
@@ -350,7 +372,8 @@ Status CheckInService::WriteCreations(std::vector<std::unique_ptr<Creation>>& ba
 
 CheckInService::CacheStats CheckInService::Stats() {
   std::shared_lock lock(devices_mu_);
-  return {device_hits_.load(), device_misses_.load(), devices_.size(), devices_preloaded_.load()};
+  return {device_hits_.load(), device_misses_.load(), devices_.size(), devices_preloaded_.load(),
+          telemetry_rejected_.load(), write_behind_.GetStats()};
 }
 
 namespace {
@@ -394,7 +417,24 @@ Expected<v1::CheckInResponse> CheckInService::CheckIn(const auth::Principal& pri
     std::unique_lock lock(devices_mu_);
     devices_[principal.token_id].attributes = request.attributes();
   }
-  Enqueue(device, request);
+  // Bad telemetry entries are dropped here (see the header); the rest of the check-in counts.
+  google::protobuf::RepeatedPtrField<v1::VersionTelemetry> telemetry;
+  for (int i = 0; i < request.telemetry_size(); ++i) {
+    Status valid = ValidateTelemetry(request.telemetry(i), "telemetry[" + std::to_string(i) + "]");
+    if (valid.ok()) {
+      *telemetry.Add() = request.telemetry(i);
+      continue;
+    }
+    telemetry_rejected_.fetch_add(1, std::memory_order_relaxed);
+    const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::steady_clock::now().time_since_epoch()).count();
+    int64_t last = last_rejection_log_.load(std::memory_order_relaxed);
+    if (now_s != last && last_rejection_log_.compare_exchange_strong(last, now_s)) {
+      spdlog::warn("dropped telemetry of device {} (total dropped: {}): {}", device.device_id,
+                   telemetry_rejected_.load(), valid.ToString());
+    }
+  }
+  Enqueue(device, request, telemetry);
 
   v1::CheckInResponse response;
   response.set_next_check_in_seconds(SpreadInterval(options_.check_in_interval_seconds));
@@ -581,102 +621,22 @@ Status CheckInService::ReportDeployment(const auth::Principal& principal, const 
   });
 }
 
-void CheckInService::Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request) {
-  PendingStatus status;
+void CheckInService::Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request,
+                             const google::protobuf::RepeatedPtrField<v1::VersionTelemetry>& telemetry) {
+  WriteBehind::DeviceStatus status;
   if (!request.running().empty()) {
     status.model = request.running(0).model();
     status.version = request.running(0).version();
     status.digest = request.running(0).digest();
   }
-  status.agent_state = v1::AgentState_Name(request.agent_state()).substr(std::string_view("AGENT_STATE_").size());
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(pending_mu_);
-  // What a device runs is written when it changes; an unchanged status only refreshes
-  // last_seen every status_refresh, so a quiet fleet does not rewrite every row each minute.
-  std::string fingerprint = status.model + "@" + status.version + "#" + status.digest + "/" + status.agent_state;
-  auto& written = last_status_[device.row_id];
-  if (written.first != fingerprint || now - written.second >= options_.status_refresh) {
-    written = {fingerprint, now};
-    pending_status_[device.row_id] = std::move(status);
-  }
-  for (const auto& t : request.telemetry()) {
-    PendingTelemetry& p = pending_telemetry_[{device.row_id, t.model(), t.version()}];
-    p.inferences += t.inference_count();
-    p.errors += t.error_count();
-    p.p95_weighted += t.latency().p95_ms() * static_cast<double>(t.inference_count());
-    p.confidence_sum += t.mean_confidence() * static_cast<double>(t.inference_count());
-    for (const auto& [k, v] : t.class_histogram()) p.histogram[k] += v;
-  }
+  // A state this server does not know (a newer agent) is kept as UNKNOWN, never refused.
+  status.agent_state = v1::AgentState_IsValid(request.agent_state())
+                           ? v1::AgentState_Name(request.agent_state()).substr(std::string_view("AGENT_STATE_").size())
+                           : "UNKNOWN";
+  write_behind_.Record(device.row_id, device.device_id, std::move(status), telemetry);
 }
 
-Status CheckInService::Flush() {
-  std::unordered_map<int64_t, PendingStatus> statuses;
-  std::map<std::tuple<int64_t, std::string, std::string>, PendingTelemetry> telemetry;
-  {
-    std::lock_guard lock(pending_mu_);
-    statuses.swap(pending_status_);
-    telemetry.swap(pending_telemetry_);
-  }
-  if (statuses.empty() && telemetry.empty()) return Status::Ok();
-  std::string status_json = "[";
-  for (const auto& [id, s] : statuses) {
-    if (status_json.size() > 1) status_json += ",";
-    status_json += "{\"id\":" + std::to_string(id) + ",\"model\":" + JsonString(s.model) + ",\"version\":" +
-                   JsonString(s.version) + ",\"digest\":" + JsonString(s.digest) + ",\"state\":" +
-                   JsonString(s.agent_state) + "}";
-  }
-  status_json += "]";
-  std::string telemetry_json = "[";
-  for (const auto& [key, t] : telemetry) {
-    if (telemetry_json.size() > 1) telemetry_json += ",";
-    telemetry_json += "{\"device_id\":" + std::to_string(std::get<0>(key)) + ",\"model\":" + JsonString(std::get<1>(key)) +
-                      ",\"version\":" + JsonString(std::get<2>(key)) + ",\"inferences\":" + std::to_string(t.inferences) +
-                      ",\"errors\":" + std::to_string(t.errors) + ",\"p95w\":" + JsonNumber(t.p95_weighted) +
-                      ",\"conf\":" + JsonNumber(t.confidence_sum) + ",\"hist\":" + JsonNumberObject(t.histogram) + "}";
-  }
-  telemetry_json += "]";
-  Status s = pool_.Write([&](db::Tx& tx) -> Status {
-    if (!statuses.empty()) {
-      MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
-          "UPDATE devices d SET last_seen = now(), running_model = v.model, running_version = v.version, "
-          "running_digest = v.digest, agent_state = v.state FROM jsonb_to_recordset($1::jsonb) AS "
-          "v(id bigint, model text, version text, digest text, state text) WHERE d.id = v.id",
-          {status_json})));
-    }
-    if (!telemetry.empty()) {
-      MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
-          "INSERT INTO version_telemetry AS vt (device_id, model, version, inference_count, error_count, p95_weighted_ms, "
-          "class_histogram, confidence_sum) SELECT v.device_id, v.model, v.version, v.inferences, v.errors, v.p95w, "
-          "v.hist, v.conf FROM jsonb_to_recordset($1::jsonb) AS v(device_id bigint, model text, version text, "
-          "inferences bigint, errors bigint, p95w float8, hist jsonb, conf float8) "
-          "ON CONFLICT (device_id, model, version) DO UPDATE SET "
-          "inference_count = vt.inference_count + EXCLUDED.inference_count, "
-          "error_count = vt.error_count + EXCLUDED.error_count, "
-          "p95_weighted_ms = vt.p95_weighted_ms + EXCLUDED.p95_weighted_ms, "
-          "confidence_sum = vt.confidence_sum + EXCLUDED.confidence_sum, "
-          "class_histogram = (SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (SELECT key, "
-          "sum(value::bigint) AS total FROM (SELECT * FROM jsonb_each_text(vt.class_histogram) UNION ALL "
-          "SELECT * FROM jsonb_each_text(EXCLUDED.class_histogram)) AS both_sides GROUP BY key) AS merged), "
-          "updated_at = now()",
-          {telemetry_json})));
-    }
-    return Status::Ok();
-  });
-  if (!s.ok()) {
-    // Put it back so the next flush retries (merging with what arrived meanwhile).
-    std::lock_guard lock(pending_mu_);
-    for (auto& [id, st] : statuses) pending_status_.try_emplace(id, std::move(st));
-    for (auto& [key, t] : telemetry) {
-      PendingTelemetry& p = pending_telemetry_[key];
-      p.inferences += t.inferences;
-      p.errors += t.errors;
-      p.p95_weighted += t.p95_weighted;
-      p.confidence_sum += t.confidence_sum;
-      for (const auto& [k, v] : t.histogram) p.histogram[k] += v;
-    }
-  }
-  return s;
-}
+Status CheckInService::Flush() { return write_behind_.Flush(); }
 
 void CheckInService::RunBackground() {
   auto last_refresh = std::chrono::steady_clock::now();
@@ -684,11 +644,9 @@ void CheckInService::RunBackground() {
   while (!stop_) {
     {
       std::unique_lock lock(wake_mu_);
-      wake_.wait_for(lock, options_.flush_interval, [&] { return stop_.load(); });
+      wake_.wait_for(lock, options_.refresh_interval, [&] { return stop_.load(); });
     }
     if (stop_) break;
-    Status flushed = Flush();
-    if (!flushed.ok()) spdlog::warn("writing check-in state behind failed (will retry): {}", flushed.ToString());
     if (std::chrono::steady_clock::now() - last_refresh >= options_.refresh_interval) {
       last_refresh = std::chrono::steady_clock::now();
       // Cheap change detection: reload the snapshot only when the rollouts table moved.

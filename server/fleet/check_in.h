@@ -20,8 +20,16 @@
 // so a change made on any replica reaches every replica's cache within about that interval.
 //
 // Deployment reports are written synchronously and acknowledged only once committed.
-// Telemetry and last-seen written behind may lose at most one flush interval on a crash; they
-// are flushed on shutdown.
+// Status and telemetry are written behind (fleet/write_behind.h): a crash loses at most one
+// flush interval of them, one device's bad row never blocks the others, and they are flushed on
+// shutdown.
+//
+// Every number a device sends is checked at the edge. A malformed check-in (a bad running
+// model, too many entries, bad attributes) is refused with INVALID_ARGUMENT naming the field.
+// A telemetry entry whose numbers are not finite, out of range or inconsistent is dropped,
+// counted (Stats().telemetry_rejected) and logged naming the device and field, and the
+// check-in goes on: a mat with a telemetry bug still gets its updates (perhaps the fix). An
+// agent_state this server does not know (a newer agent) is stored as "UNKNOWN".
 //
 // Every replica computes the same desired state from the same rollouts table (cohorts are a
 // pure function of device and rollout), so assignments do not flip between replicas; a replica
@@ -50,6 +58,7 @@
 #include "db/pool.h"
 #include "fleet/device_selector.h"
 #include "modelfleet/status.h"
+#include "fleet/write_behind.h"
 #include "modelfleet/v1/fleet.pb.h"
 
 namespace modelfleet::fleet {
@@ -87,6 +96,8 @@ class CheckInService {
     uint64_t device_hits = 0, device_misses = 0;
     size_t devices = 0;
     bool devices_preloaded = false;  // the first full load of the device cache has finished
+    uint64_t telemetry_rejected = 0;  // telemetry entries dropped at the edge
+    WriteBehind::Stats write_behind;
   };
   CacheStats Stats();
 
@@ -122,15 +133,6 @@ class CheckInService {
     std::string target_version, previous_model, previous_version, event_detail;
     std::promise<Expected<std::optional<DeploymentRow>>> done;  // nullopt: the rollout stopped
   };
-  struct PendingStatus {
-    std::string model, version, digest, agent_state;
-  };
-  struct PendingTelemetry {
-    uint64_t inferences = 0, errors = 0;
-    double p95_weighted = 0, confidence_sum = 0;
-    std::map<std::string, uint64_t> histogram;
-  };
-
   Expected<std::shared_ptr<const Snapshot>> CurrentSnapshot();
   Status ReloadSnapshot();
   Expected<DeviceInfo> LookupDevice(const auth::Principal& device);
@@ -140,7 +142,9 @@ class CheckInService {
   // database, as an assignment; nullopt if none.
   Expected<std::optional<v1::Assignment>> AssignmentUnderWay(const DeviceInfo& device);
   Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
-  void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request);
+  // Queues what the device reported; `telemetry` holds only the entries that passed validation.
+  void Enqueue(const DeviceInfo& device, const v1::CheckInRequest& request,
+               const google::protobuf::RepeatedPtrField<v1::VersionTelemetry>& telemetry);
   void RunBackground();
   // Queues `creation` for the creator thread and waits for its result.
   Expected<std::optional<DeploymentRow>> CreateDeployment(std::unique_ptr<Creation> creation);
@@ -168,17 +172,14 @@ class CheckInService {
   std::mutex manifests_mu_;
   std::map<std::string, v1::Manifest> manifests_;  // "model@version"
 
-  std::mutex pending_mu_;
-  std::unordered_map<int64_t, PendingStatus> pending_status_;                        // by device row id
-  // What was last queued per device, and when: unchanged statuses are written only every
-  // status_refresh.
-  std::unordered_map<int64_t, std::pair<std::string, std::chrono::steady_clock::time_point>> last_status_;
-  std::map<std::tuple<int64_t, std::string, std::string>, PendingTelemetry> pending_telemetry_;
+  WriteBehind write_behind_;
+  std::atomic<uint64_t> telemetry_rejected_{0};
+  std::atomic<int64_t> last_rejection_log_{0};  // steady-clock seconds: rejections log at most once a second
 
   std::atomic<bool> stop_{false};
   std::mutex wake_mu_;
   std::condition_variable wake_;
-  std::thread background_;
+  std::thread background_;  // polls the rollouts table
   std::thread device_sync_;
 
   std::mutex creations_mu_;

@@ -5,7 +5,10 @@
 // through another replica.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -18,6 +21,7 @@
 #include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
 #include "fleet/rollout_manager.h"
+#include "fleet/write_behind.h"
 #include "postgres_environment.h"
 #include "process.h"
 #include "registry/registry.h"
@@ -451,6 +455,246 @@ TEST_F(FleetCoreTest, TokenCacheIsLoadedAtStartAndRevocationsReachOtherReplicas)
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code(), StatusCode::kUnauthenticated);
   EXPECT_TRUE(replica.Authenticate(secrets[4])) << "revoking one token dropped another";
+}
+
+// ---------------------------------------------------------------------------------------------
+// What devices send: validated at the edge, written behind, one device never blinds the others
+
+v1::VersionTelemetry Telemetry(const std::string& version, uint64_t inferences) {
+  v1::VersionTelemetry t;
+  t.set_model("mat-person");
+  t.set_version(version);
+  t.set_inference_count(inferences);
+  t.mutable_latency()->set_p50_ms(1);
+  t.mutable_latency()->set_p95_ms(2);
+  t.mutable_latency()->set_p99_ms(3);
+  t.set_mean_confidence(0.9);
+  (*t.mutable_class_histogram())["empty"] = inferences;
+  return t;
+}
+
+google::protobuf::RepeatedPtrField<v1::VersionTelemetry> One(const v1::VersionTelemetry& t) {
+  google::protobuf::RepeatedPtrField<v1::VersionTelemetry> out;
+  *out.Add() = t;
+  return out;
+}
+
+// Regression: a device whose telemetry the database refused (bigint out of range) made every
+// batch fail and be re-queued forever, so no device's status or telemetry was written again.
+TEST_F(FleetCoreTest, WriteBehindDropsARowTheDatabaseRefusesAndWritesTheRest) {
+  std::vector<std::string> ids = AddDevices(41, "berlin");
+  std::map<std::string, int64_t> row_of;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id, id FROM devices"));
+                for (const auto& r : rows) row_of[r.Str(0)] = r.Int(1);
+                return Status::Ok();
+              }).ok());
+  // The poisoned device already sits near bigint's limit: adding anything overflows.
+  ASSERT_TRUE(pool_->Write([&](db::Tx& tx) -> Status {
+                return StatusOf(tx.Exec(
+                    "INSERT INTO version_telemetry (device_id, model, version, inference_count, error_count, "
+                    "p95_weighted_ms, class_histogram, confidence_sum) VALUES ($1, 'mat-person', '1.0.0', $2, 0, 0, "
+                    "'{}', 0)",
+                    {row_of[ids[7]], std::numeric_limits<int64_t>::max() - 5}));
+              }).ok());
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1)});  // flushed by hand
+  for (const std::string& id : ids) {
+    writer.Record(row_of[id], id, {"mat-person", "1.0.0", "", "IDLE"}, One(Telemetry("1.0.0", 10)));
+  }
+  Status flushed = writer.Flush();
+  EXPECT_TRUE(flushed.ok()) << flushed.ToString();
+  WriteBehind::Stats stats = writer.GetStats();
+  EXPECT_EQ(stats.rows_dropped, 1u);
+  EXPECT_EQ(stats.pending_telemetry, 0u);
+  EXPECT_EQ(stats.pending_statuses, 0u);
+  int64_t written = 0, seen = 0, poisoned = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT count(*) FROM version_telemetry WHERE inference_count = 10"));
+                written = rows[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto seen_rows, tx.Exec(
+                    "SELECT count(*) FROM devices WHERE last_seen IS NOT NULL AND agent_state = 'IDLE'"));
+                seen = seen_rows[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto p, tx.Exec("SELECT inference_count FROM version_telemetry WHERE device_id = $1",
+                                                    {row_of[ids[7]]}));
+                poisoned = p[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(written, 40);  // every other device's telemetry
+  EXPECT_EQ(seen, 41);     // and every status, the poisoned device's too
+  EXPECT_EQ(poisoned, std::numeric_limits<int64_t>::max() - 5);
+  // Dropped, not retried: the next flush has nothing to do.
+  EXPECT_TRUE(writer.Flush().ok());
+  EXPECT_EQ(writer.GetStats().rows_dropped, 1u);
+}
+
+TEST_F(FleetCoreTest, WriteBehindKeepsRowsWhileTheDatabaseIsDownAndBoundsItsMemory) {
+  std::vector<std::string> ids = AddDevices(30, "paris");
+  std::map<std::string, int64_t> row_of;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id, id FROM devices"));
+                for (const auto& r : rows) row_of[r.Str(0)] = r.Int(1);
+                return Status::Ok();
+              }).ok());
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1), .max_pending_telemetry = 20});
+  ASSERT_TRUE(Cluster()->Stop()) << Cluster()->last_error();
+  for (const std::string& id : ids) {  // oldest first
+    writer.Record(row_of[id], id, {"mat-person", "1.0.0", "", "IDLE"}, One(Telemetry("1.0.0", 5)));
+  }
+  // Records that land while the flush fails merge with what it puts back.
+  writer.Record(row_of[ids.back()], ids.back(), {"mat-person", "1.0.0", "", "IDLE"}, One(Telemetry("1.0.0", 5)));
+  Status down = writer.Flush();
+  ASSERT_TRUE(Cluster()->StartAgain()) << Cluster()->last_error();
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
+  WriteBehind::Stats stats = writer.GetStats();
+  EXPECT_EQ(stats.pending_statuses, 30u);  // statuses are one per device: never dropped
+  EXPECT_LE(stats.pending_telemetry, 20u);
+  EXPECT_GE(stats.telemetry_dropped, 10u);
+  EXPECT_EQ(stats.rows_dropped, 0u);
+
+  Status flushed = writer.Flush();
+  ASSERT_TRUE(flushed.ok()) << flushed.ToString();
+  int64_t devices_with_telemetry = 0, summed = 0, oldest_kept = 0, newest = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT count(*), coalesce(sum(inference_count), 0) FROM version_telemetry"));
+                devices_with_telemetry = rows[0].Int(0);
+                summed = rows[0].Int(1);
+                MF_ASSIGN_OR_RETURN(auto first, tx.Exec(
+                    "SELECT count(*) FROM version_telemetry vt JOIN devices d ON d.id = vt.device_id WHERE d.device_id = $1",
+                    {ids[0]}));
+                oldest_kept = first[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto last, tx.Exec(
+                    "SELECT inference_count FROM version_telemetry vt JOIN devices d ON d.id = vt.device_id "
+                    "WHERE d.device_id = $1", {ids.back()}));
+                newest = last.empty() ? 0 : last[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(devices_with_telemetry, static_cast<int64_t>(stats.pending_telemetry));
+  EXPECT_EQ(summed, devices_with_telemetry * 5 + 5);
+  EXPECT_EQ(newest, 10) << "the newest device's two records, merged";
+  EXPECT_EQ(oldest_kept, 0) << "the oldest telemetry should have gone first";
+}
+
+TEST_F(FleetCoreTest, CheckInKeepsAnUnknownAgentStateAndDropsOnlyTheBadTelemetry) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(2, "berlin");
+  CheckInService check_in(*pool_, {});
+  v1::CheckInRequest request;
+  request.set_agent_state(static_cast<v1::AgentState>(99));  // an agent newer than this server
+  auto* running = request.add_running();
+  running->set_model("mat-person");
+  running->set_version("1.0.0");
+  *request.add_telemetry() = Telemetry("1.0.0", 10);
+  v1::VersionTelemetry bad = Telemetry("1.1.0", 10);
+  bad.mutable_latency()->set_p95_ms(1e308);
+  *request.add_telemetry() = bad;
+  auto answer = check_in.CheckIn(devices[0], request);
+  ASSERT_TRUE(answer) << answer.error().ToString();
+  EXPECT_TRUE(answer->keep_current());
+  EXPECT_EQ(check_in.Stats().telemetry_rejected, 1u);
+  ASSERT_TRUE(check_in.Flush().ok());
+  std::string state;
+  int64_t rows = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto r, tx.Exec("SELECT agent_state FROM devices WHERE device_id = $1", {devices[0].name}));
+                state = r[0].Str(0);
+                MF_ASSIGN_OR_RETURN(auto t, tx.Exec("SELECT count(*) FROM version_telemetry"));
+                rows = t[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(state, "UNKNOWN");
+  EXPECT_EQ(rows, 1);  // 1.0.0's entry; 1.1.0's was dropped
+}
+
+// A seeded mutation loop over what devices send (the fuzz target of the check-in and report
+// handlers' input, bounded for CI): valid requests with extreme numbers, unknown enum values,
+// long strings, and bytes flipped in their wire form. Every answer must be a clean OK or a
+// named error, and nothing a device sent may make the write-behind fail afterwards.
+TEST_F(FleetCoreTest, MutatedCheckInsAndReportsGetCleanAnswersAndNeverPoisonTheWriteBehind) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(40, "berlin");
+  auto created = rollouts_->Create(Request("*", {{100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  CheckInService check_in(*pool_, {.flush_interval = std::chrono::hours(1)});
+  // Real deployment ids to aim reports at.
+  std::vector<std::string> deployments;
+  for (const auto& d : devices) {
+    auto a = check_in.CheckIn(d, {});
+    ASSERT_TRUE(a) << a.error().ToString();
+    if (a->has_assignment()) deployments.push_back(a->assignment().deployment_id());
+  }
+  ASSERT_FALSE(deployments.empty());
+
+  std::mt19937_64 rng(20261203);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const double doubles[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e-320, 1e308, -1e308, 3.6e6, 3.6e6 + 1,
+                            std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                            std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::denorm_min()};
+  const uint64_t counts[] = {0, 1, 10, 999'999'999, 1'000'000'000, 1'000'000'001, uint64_t{1} << 53,
+                             static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), ~uint64_t{0}};
+  const std::string strings[] = {"", "1.0.0", "1.1.0", "mat-person", std::string(5000, 'x'), "1.0.0\n",
+                                 std::string("a\0b", 3), "\xff\xfe", "'; DROP TABLE devices; --", "9.9.9-rc.1+b"};
+  auto mutate_telemetry = [&](v1::VersionTelemetry& t) {
+    switch (pick(9)) {
+      case 0: t.set_inference_count(counts[pick(std::size(counts))]); break;
+      case 1: t.set_error_count(counts[pick(std::size(counts))]); break;
+      case 2: t.mutable_latency()->set_p95_ms(doubles[pick(std::size(doubles))]); break;
+      case 3: t.mutable_latency()->set_p50_ms(doubles[pick(std::size(doubles))]); break;
+      case 4: t.set_mean_confidence(doubles[pick(std::size(doubles))]); break;
+      case 5: (*t.mutable_class_histogram())[strings[pick(std::size(strings))]] = counts[pick(std::size(counts))]; break;
+      case 6: t.set_version(strings[pick(std::size(strings))]); break;
+      case 7: t.set_model(strings[pick(std::size(strings))]); break;
+      default: t.mutable_latency()->set_p99_ms(doubles[pick(std::size(doubles))]); break;
+    }
+  };
+  auto flip_bytes = [&](auto& message) {
+    std::string wire = message.SerializeAsString();
+    if (wire.empty()) return;
+    for (size_t n = 1 + pick(4); n > 0; --n) wire[pick(wire.size())] ^= static_cast<char>(1 + pick(255));
+    std::remove_reference_t<decltype(message)> parsed;
+    if (parsed.ParseFromString(wire)) message = parsed;
+  };
+
+  int ok = 0, refused = 0;
+  const auto stop_at = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 3000 && std::chrono::steady_clock::now() < stop_at; ++i) {
+    const auth::Principal& device = devices[pick(devices.size())];
+    v1::CheckInRequest request;
+    auto* running = request.add_running();
+    running->set_model("mat-person");
+    running->set_version(pick(2) ? "1.0.0" : "1.1.0");
+    request.set_agent_state(static_cast<v1::AgentState>(static_cast<int>(pick(12)) - 2));
+    for (size_t n = pick(4); n > 0; --n) {
+      v1::VersionTelemetry t = Telemetry(pick(2) ? "1.0.0" : "1.1.0", 1 + pick(100));
+      for (size_t m = pick(3); m > 0; --m) mutate_telemetry(t);
+      *request.add_telemetry() = t;
+    }
+    if (pick(4) == 0) running->set_version(strings[pick(std::size(strings))]);
+    if (pick(3) == 0) flip_bytes(request);
+    auto answer = check_in.CheckIn(device, request);
+    if (answer) {
+      ++ok;
+    } else {
+      ++refused;
+      EXPECT_EQ(answer.error().code(), StatusCode::kInvalidArgument) << answer.error().ToString();
+      EXPECT_FALSE(answer.error().field().empty()) << answer.error().ToString();
+    }
+
+    v1::DeploymentReport report;
+    report.set_deployment_id(pick(5) ? deployments[pick(deployments.size())] : strings[pick(std::size(strings))]);
+    report.set_step(static_cast<v1::DeploymentStep>(static_cast<int>(pick(14)) - 2));
+    report.set_bytes_done(counts[pick(std::size(counts))]);
+    if (pick(2)) report.set_reason(strings[pick(std::size(strings))]);
+    if (pick(3) == 0) flip_bytes(report);
+    Status reported = check_in.ReportDeployment(device, report);
+    const StatusCode code = reported.code();
+    EXPECT_TRUE(code == StatusCode::kOk || code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ||
+                code == StatusCode::kFailedPrecondition)
+        << reported.ToString();
+  }
+  EXPECT_GT(ok, 100);
+  EXPECT_GT(refused, 100);
+  EXPECT_GT(check_in.Stats().telemetry_rejected, 100u);
+  Status flushed = check_in.Flush();
+  EXPECT_TRUE(flushed.ok()) << flushed.ToString();
+  EXPECT_EQ(check_in.Stats().write_behind.rows_dropped, 0u) << "the edge let a value through that the database refuses";
 }
 
 TEST(PrefixedIdTest, ParsesOnlyItsOwnPrefixAndPositiveNumbers) {
