@@ -9,6 +9,10 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -25,6 +29,7 @@
 #include "fleet/rollout_controller.h"
 #include "fleet/rollout_manager.h"
 #include "grpc/admin_service.h"
+#include "grpc/call_context.h"
 #include "grpc/fleet_services.h"
 #include "grpc/registry_service.h"
 #include "registry/artifact_cache.h"
@@ -107,6 +112,47 @@ Expected<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const Serve
   ssl.pem_key_cert_pairs.push_back({key, cert});
   return grpc::SslServerCredentials(ssl);
 }
+
+std::string DescribeOr(std::string text, const char* fallback) { return text.empty() ? fallback : text; }
+
+// Keeps SIGTERM's promise: at the grace deadline it logs the calls that are being cut, and if
+// the process is still shutting down a little after it (something hangs: a handler that
+// ignores cancellation, a stuck flush), it logs what is left and exits at once, so an
+// orchestrator's own kill deadline is never what stops the server.
+class ShutdownWatchdog {
+ public:
+  static constexpr std::chrono::milliseconds kOverrun{750};
+
+  explicit ShutdownWatchdog(std::chrono::steady_clock::time_point deadline)
+      : thread_([this, deadline] { Watch(deadline); }) {}
+  ~ShutdownWatchdog() { Done(); }
+  void Done() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Watch(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, deadline, [&] { return done_; })) return;
+    const std::string cut = grpc_edge::CallsInFlight::Get().Describe();
+    if (!cut.empty()) spdlog::warn("shutdown grace is over, cancelling the calls still in flight: {}", cut);
+    if (cv_.wait_until(lock, deadline + kOverrun, [&] { return done_; })) return;
+    spdlog::error("shutdown overran its grace by {} ms (calls still in flight: {}); exiting now without the final flush",
+                  kOverrun.count(), DescribeOr(grpc_edge::CallsInFlight::Get().Describe(), "none"));
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
 
 }  // namespace
 
@@ -208,6 +254,9 @@ int RunServer(const ServerConfig& config) {
   builder.RegisterService(&device_service);
   builder.RegisterService(&fleet_service);
   builder.SetMaxReceiveMessageSize(4 << 20);
+  // gRPC's sync-server threads wait this long for work before they notice a shutdown; its
+  // default (10 s) kept the process alive well past the grace.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || selected_port == 0) return fail(Unavailable("cannot listen on " + config.listen));
   server->GetHealthCheckService()->SetServingStatus(true);
@@ -221,13 +270,18 @@ int RunServer(const ServerConfig& config) {
   sigaddset(&signals, SIGINT);
   int received = 0;
   sigwait(&signals, &received);
-  spdlog::info("received {}, shutting down (in-flight calls get {} s)", strsignal(received),
-               config.shutdown_grace_seconds);
+  const auto grace = std::chrono::seconds(config.shutdown_grace_seconds);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  spdlog::info("received {}, shutting down: no new calls; in-flight calls get {} s ({})", strsignal(received),
+               config.shutdown_grace_seconds, DescribeOr(grpc_edge::CallsInFlight::Get().Describe(), "none in flight"));
+  ShutdownWatchdog watchdog(deadline);
   server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds));
+  // Returns when every call has finished, or at the deadline, having cancelled the rest.
+  server->Shutdown(std::chrono::system_clock::now() + grace);
   server->Wait();
   controller.Stop();
   check_in.reset();  // flushes what was written behind
+  watchdog.Done();
   spdlog::info("stopped");
   return 0;
 }

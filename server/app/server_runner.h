@@ -7,8 +7,11 @@
 
 namespace modelfleet::app {
 
-// Runs until SIGTERM or SIGINT, then stops accepting calls and lets in-flight RPCs finish
-// (up to shutdown_grace_seconds). Returns the process exit code.
+// Runs until SIGTERM or SIGINT, then stops accepting calls, lets in-flight RPCs finish for up
+// to shutdown_grace_seconds, cancels what is left (logging which calls were cut), stops the
+// controller, flushes what was written behind and returns 0. If shutting down hangs past the
+// grace by more than a moment, it logs what is left and exits the process with status 1, so
+// it never outlives its grace by more than that. Returns the process exit code.
 // REQUIRES: SIGTERM and SIGINT blocked in every thread (main() does this first).
 int RunServer(const ServerConfig& config);
 

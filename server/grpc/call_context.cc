@@ -1,5 +1,12 @@
 #include "grpc/call_context.h"
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <random>
+
 #include "auth/method_roles.h"
 
 namespace modelfleet::grpc_edge {
@@ -27,6 +34,57 @@ Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::Toke
   MF_ASSIGN_OR_RETURN(auth::Principal principal, tokens.Authenticate(std::string(value.substr(kBearer.size()))));
   MF_RETURN_IF_ERROR(auth::AuthorizeMethod(principal, method));
   return principal;
+}
+
+CallsInFlight& CallsInFlight::Get() {
+  static CallsInFlight* const calls = new CallsInFlight;  // never destroyed: handlers may outlive main's locals
+  return *calls;
+}
+
+void CallsInFlight::Begin(std::string_view method) {
+  std::lock_guard lock(mu_);
+  auto it = calls_.find(method);
+  if (it == calls_.end()) it = calls_.emplace(std::string(method), 0).first;
+  ++it->second;
+}
+
+void CallsInFlight::End(std::string_view method) {
+  std::lock_guard lock(mu_);
+  auto it = calls_.find(method);
+  if (it != calls_.end() && --it->second <= 0) calls_.erase(it);
+}
+
+std::string CallsInFlight::Describe() {
+  std::lock_guard lock(mu_);
+  std::string out;
+  for (const auto& [method, n] : calls_) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(n) + " x " + method;
+  }
+  return out;
+}
+
+size_t CallsInFlight::Count() {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [method, count] : calls_) n += static_cast<size_t>(count);
+  return n;
+}
+
+grpc::Status InternalErrorForCurrentException(std::string_view method) {
+  // An id per incident: random start, then counting, so ids from two replicas rarely collide.
+  static std::atomic<uint64_t> next{std::random_device{}() % 1000000 * 1000};
+  char id[32];
+  std::snprintf(id, sizeof id, "E%llu", static_cast<unsigned long long>(next.fetch_add(1)));
+  std::string what = "unknown exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  spdlog::error("internal error {} in {}: uncaught exception: {}", id, method, what);
+  return grpc::Status(grpc::StatusCode::INTERNAL, std::string("internal error ") + id + " (the server logged it)");
 }
 
 }  // namespace modelfleet::grpc_edge

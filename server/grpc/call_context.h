@@ -4,6 +4,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
 #include <string_view>
 
 #include "auth/principal.h"
@@ -37,6 +41,48 @@ Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::Toke
   auto principal##_or = ::modelfleet::grpc_edge::AuthorizeCall(ctx, tokens_, std::string(kService) + (method)); \
   if (!principal##_or) return ::modelfleet::grpc_edge::ToGrpcStatus(principal##_or.error(), ctx);  \
   [[maybe_unused]] const ::modelfleet::auth::Principal& principal = *principal##_or
+
+// The calls being served, by method: what a shutdown reports as cut when the grace ends.
+// Thread-safe; one per process (the handlers of every service register here).
+class CallsInFlight {
+ public:
+  static CallsInFlight& Get();
+  void Begin(std::string_view method);
+  void End(std::string_view method);
+  // "2 x /modelfleet.v1.RegistryService/Download, 1 x ..." ("" when none).
+  std::string Describe();
+  size_t Count();
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int, std::less<>> calls_;
+};
+
+// Logs the exception being handled (call only inside a catch block) with a fresh incident id
+// and returns INTERNAL naming that id, so an operator can find the log line.
+grpc::Status InternalErrorForCurrentException(std::string_view method);
+
+// Runs a handler's body: registers the call in CallsInFlight for its duration and is the
+// last-resort exception barrier. Nothing should throw past the core's Status/Expected, but
+// if something does (a bug, std::bad_alloc), the caller gets INTERNAL with an incident id
+// that is logged with the exception, not gRPC's anonymous UNKNOWN.
+template <typename Body>
+grpc::Status GuardCall(std::string_view method, Body&& body) noexcept {
+  CallsInFlight& calls = CallsInFlight::Get();
+  try {
+    calls.Begin(method);
+  } catch (...) {
+    return InternalErrorForCurrentException(method);
+  }
+  grpc::Status status;
+  try {
+    status = body();
+  } catch (...) {
+    status = InternalErrorForCurrentException(method);
+  }
+  calls.End(method);
+  return status;
+}
 
 // Copies a successful result into the response and converts the status.
 template <typename T>
