@@ -3,7 +3,10 @@
 #include <atomic>
 #include <climits>
 #include <mutex>
+#include <random>
 #include <thread>
+
+#include "common/channel_args.h"
 
 namespace modelfleet::devsim {
 
@@ -61,6 +64,14 @@ FleetSimulator::FleetSimulator(Options options) : options_(std::move(options)) {
 
 FleetSimulator::~FleetSimulator() = default;
 
+namespace {
+// A report the server did not take (busy, database briefly down, serialization conflict).
+bool IsRetryableReportError(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+         code == grpc::StatusCode::ABORTED;
+}
+}  // namespace
+
 void FleetSimulator::Connect() {
   endpoints_.clear();
   for (const std::string& address : options_.addresses) {
@@ -68,6 +79,7 @@ void FleetSimulator::Connect() {
     for (int c = 0; c < options_.channels_per_address; ++c) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one connection per channel
+      client::SetDeviceReconnectBackoff(args);
       args.SetInt("modelfleet.sim.channel", c);
       auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
       e.stubs.push_back(v1::DeviceService::NewStub(channel));
@@ -231,11 +243,21 @@ void FleetSimulator::StepDevice(Device& d, int worker, RoundStats& stats) {
     report.set_step(step);
     if (step == S::DEPLOYMENT_STEP_FAILED) report.set_reason(d.failure_reason);
     if (step == S::DEPLOYMENT_STEP_DOWNLOADING) report.set_bytes_done(d.pending->manifest().size_bytes());
-    v1::ReportDeploymentResponse ack;
-    grpc::ClientContext rctx;
-    rctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
-    Authorize(rctx, d.token);
-    grpc::Status rs = stub.ReportDeployment(&rctx, report, &ack);
+    // Like the agent: a server that is busy or briefly without its database is asked again
+    // after a short, jittered backoff before the report waits for the next round.
+    grpc::Status rs;
+    for (int attempt = 0;; ++attempt) {
+      v1::ReportDeploymentResponse ack;
+      grpc::ClientContext rctx;
+      rctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+      Authorize(rctx, d.token);
+      rs = stub.ReportDeployment(&rctx, report, &ack);
+      if (!IsRetryableReportError(rs.error_code()) || attempt == 2) break;
+      thread_local std::mt19937 rng(std::random_device{}());
+      const int backoff_ms = 50 << attempt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::uniform_int_distribution<int>(backoff_ms / 2, backoff_ms * 3 / 2)(rng)));
+    }
     ++stats.reports;
     d.reports.push_back({round_, report.deployment_id(), step, rs.error_code()});
     bool done = rs.ok();
@@ -253,6 +275,9 @@ void FleetSimulator::StepDevice(Device& d, int worker, RoundStats& stats) {
                  rs.error_code() == grpc::StatusCode::INTERNAL) {
         d.last_report_unknown = true;  // outcome unknown: repeat next round
         break;
+      } else if (rs.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                 rs.error_code() == grpc::StatusCode::ABORTED) {
+        break;  // refused before it took effect: repeat next round
       } else {
         d.pending.reset();  // the server will not have it (cancelled, not ours, ...)
         d.pending_steps.clear();

@@ -11,6 +11,10 @@
 //     (Options::steps_per_round of them per round; 0 = all in the round of the assignment), or
 //     DOWNLOADING then FAILED when the FailurePolicy says so; once ACTIVATED is acknowledged it
 //     runs the assigned version (download_version: for a rollback assignment, the previous one).
+//     Like the agent, it asks again (three tries, 50-200 ms jittered backoff) when a report
+//     gets UNAVAILABLE, RESOURCE_EXHAUSTED or ABORTED, and otherwise repeats it next round;
+//     its channels reconnect to a restarted server within about a second
+//     (client/common/channel_args.h).
 //
 // Device i talks to addresses[i % n] (or, with Options::rotate_addresses, to
 // addresses[(i + round) % n], so every device meets every replica). Rounds run on a small pool

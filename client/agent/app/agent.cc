@@ -13,6 +13,7 @@
 #include "agent/sensor/serial_frame_source.h"
 #include "agent/sensor/synthetic.h"
 #include "agent/update/fs_util.h"
+#include "common/channel_args.h"
 #include "modelfleet/crypto.h"
 
 namespace modelfleet::agent::app {
@@ -124,8 +125,7 @@ Status Agent::Init() {
     creds = grpc::SslCredentials(o);
   }
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  client::SetDeviceReconnectBackoff(args);
   channel_ = grpc::CreateCustomChannel(config_.server, creds, args);
   device_ = v1::DeviceService::NewStub(channel_);
 
