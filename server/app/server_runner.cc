@@ -115,16 +115,15 @@ Expected<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const Serve
 
 std::string DescribeOr(std::string text, const char* fallback) { return text.empty() ? fallback : text; }
 
-// Keeps SIGTERM's promise: at the grace deadline it logs the calls that are being cut, and if
-// the process is still shutting down a little after it (something hangs: a handler that
-// ignores cancellation, a stuck flush), it logs what is left and exits at once, so an
-// orchestrator's own kill deadline is never what stops the server.
+// Keeps SIGTERM's promise when something hangs (a handler that ignores cancellation, a stuck
+// flush): if the process is still shutting down a moment after the grace, it logs what is
+// left and exits at once, so an orchestrator's own kill deadline is never what stops it.
 class ShutdownWatchdog {
  public:
   static constexpr std::chrono::milliseconds kOverrun{750};
 
   explicit ShutdownWatchdog(std::chrono::steady_clock::time_point deadline)
-      : thread_([this, deadline] { Watch(deadline); }) {}
+      : thread_([this, deadline] { Watch(deadline + kOverrun); }) {}
   ~ShutdownWatchdog() { Done(); }
   void Done() {
     {
@@ -136,12 +135,9 @@ class ShutdownWatchdog {
   }
 
  private:
-  void Watch(std::chrono::steady_clock::time_point deadline) {
+  void Watch(std::chrono::steady_clock::time_point give_up) {
     std::unique_lock lock(mu_);
-    if (cv_.wait_until(lock, deadline, [&] { return done_; })) return;
-    const std::string cut = grpc_edge::CallsInFlight::Get().Describe();
-    if (!cut.empty()) spdlog::warn("shutdown grace is over, cancelling the calls still in flight: {}", cut);
-    if (cv_.wait_until(lock, deadline + kOverrun, [&] { return done_; })) return;
+    if (cv_.wait_until(lock, give_up, [&] { return done_; })) return;
     spdlog::error("shutdown overran its grace by {} ms (calls still in flight: {}); exiting now without the final flush",
                   kOverrun.count(), DescribeOr(grpc_edge::CallsInFlight::Get().Describe(), "none"));
     spdlog::default_logger()->flush();
@@ -272,12 +268,18 @@ int RunServer(const ServerConfig& config) {
   sigwait(&signals, &received);
   const auto grace = std::chrono::seconds(config.shutdown_grace_seconds);
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  spdlog::info("received {}, shutting down: no new calls; in-flight calls get {} s ({})", strsignal(received),
-               config.shutdown_grace_seconds, DescribeOr(grpc_edge::CallsInFlight::Get().Describe(), "none in flight"));
+  grpc_edge::CallsInFlight& calls = grpc_edge::CallsInFlight::Get();
+  calls.StartDraining();  // new calls get UNAVAILABLE from here on
+  spdlog::info("received {}, shutting down: new calls are refused; in-flight calls get {} s ({})", strsignal(received),
+               config.shutdown_grace_seconds, DescribeOr(calls.Describe(), "none in flight"));
   ShutdownWatchdog watchdog(deadline);
   server->GetHealthCheckService()->SetServingStatus(false);
-  // Returns when every call has finished, or at the deadline, having cancelled the rest.
-  server->Shutdown(std::chrono::system_clock::now() + grace);
+  if (!calls.WaitUntilIdle(deadline)) {
+    spdlog::warn("shutdown grace is over, cancelling the calls still in flight: {}", calls.Describe());
+  }
+  // An immediate deadline: gRPC cancels what is left and closes the clients' connections
+  // (with a later one it would wait for idle clients to hang up).
+  server->Shutdown(std::chrono::system_clock::now());
   server->Wait();
   controller.Stop();
   check_in.reset();  // flushes what was written behind

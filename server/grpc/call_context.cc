@@ -41,17 +41,30 @@ CallsInFlight& CallsInFlight::Get() {
   return *calls;
 }
 
-void CallsInFlight::Begin(std::string_view method) {
+bool CallsInFlight::Begin(std::string_view method) {
   std::lock_guard lock(mu_);
+  if (draining_) return false;
   auto it = calls_.find(method);
   if (it == calls_.end()) it = calls_.emplace(std::string(method), 0).first;
   ++it->second;
+  return true;
 }
 
 void CallsInFlight::End(std::string_view method) {
   std::lock_guard lock(mu_);
   auto it = calls_.find(method);
   if (it != calls_.end() && --it->second <= 0) calls_.erase(it);
+  if (calls_.empty()) idle_.notify_all();
+}
+
+void CallsInFlight::StartDraining() {
+  std::lock_guard lock(mu_);
+  draining_ = true;
+}
+
+bool CallsInFlight::WaitUntilIdle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  return idle_.wait_until(lock, deadline, [&] { return calls_.empty(); });
 }
 
 std::string CallsInFlight::Describe() {
@@ -62,13 +75,6 @@ std::string CallsInFlight::Describe() {
     out += std::to_string(n) + " x " + method;
   }
   return out;
-}
-
-size_t CallsInFlight::Count() {
-  std::lock_guard lock(mu_);
-  size_t n = 0;
-  for (const auto& [method, count] : calls_) n += static_cast<size_t>(count);
-  return n;
 }
 
 grpc::Status InternalErrorForCurrentException(std::string_view method) {

@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -42,19 +44,25 @@ Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::Toke
   if (!principal##_or) return ::modelfleet::grpc_edge::ToGrpcStatus(principal##_or.error(), ctx);  \
   [[maybe_unused]] const ::modelfleet::auth::Principal& principal = *principal##_or
 
-// The calls being served, by method: what a shutdown reports as cut when the grace ends.
-// Thread-safe; one per process (the handlers of every service register here).
+// The calls being served, by method, and the server's drain at shutdown: once draining, new
+// calls are refused with UNAVAILABLE (clients retry elsewhere or later) while the ones in
+// flight finish. Thread-safe; one per process (the handlers of every service register here).
 class CallsInFlight {
  public:
   static CallsInFlight& Get();
-  void Begin(std::string_view method);
+  // False (and nothing registered) once draining.
+  bool Begin(std::string_view method);
   void End(std::string_view method);
+  void StartDraining();
+  // Waits until no call is in flight; false if some still are at `deadline`.
+  bool WaitUntilIdle(std::chrono::steady_clock::time_point deadline);
   // "2 x /modelfleet.v1.RegistryService/Download, 1 x ..." ("" when none).
   std::string Describe();
-  size_t Count();
 
  private:
   std::mutex mu_;
+  std::condition_variable idle_;
+  bool draining_ = false;
   std::map<std::string, int, std::less<>> calls_;
 };
 
@@ -70,7 +78,7 @@ template <typename Body>
 grpc::Status GuardCall(std::string_view method, Body&& body) noexcept {
   CallsInFlight& calls = CallsInFlight::Get();
   try {
-    calls.Begin(method);
+    if (!calls.Begin(method)) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
   } catch (...) {
     return InternalErrorForCurrentException(method);
   }

@@ -12,7 +12,7 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::strin
   server->work_ = std::make_unique<TempDir>("modelfleet-server");
   server->log_path_ = server->work_->path() / "server.log";
   server->blob_dir_ = o.blob_dir.empty() ? server->work_->path() / "blobs" : o.blob_dir;
-  server->port_ = FreeTcpPort();
+  server->port_ = o.port != 0 ? o.port : FreeTcpPort();
   Subprocess::Options p;
   p.argv = {ServerBinary().string(), "serve",
             "--listen", server->address(),
@@ -20,7 +20,7 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::strin
             "--blob-store", o.blob_store,
             "--blob-dir", server->blob_dir_.string(),
             "--cache-dir", (server->work_->path() / "cache").string(),
-            "--shutdown-grace-seconds", "20",
+            "--shutdown-grace-seconds", std::to_string(o.shutdown_grace_seconds),
             "--db-pool-size", std::to_string(o.db_pool_size)};
   if (o.blob_store == "s3") {
     for (const auto& a : {std::string("--s3-endpoint"), o.s3_endpoint, std::string("--s3-bucket"), o.s3_bucket}) {

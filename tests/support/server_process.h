@@ -22,6 +22,8 @@ class ServerProcess {
     std::string s3_endpoint, s3_bucket = "modelfleet", s3_access_key, s3_secret_key;
     std::filesystem::path tls_cert, tls_key;   // empty: --insecure
     int db_pool_size = 4;
+    int port = 0;                    // 0: a free port
+    int shutdown_grace_seconds = 20;
     std::vector<std::string> extra_args;
   };
 
