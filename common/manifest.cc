@@ -1,5 +1,6 @@
 #include "modelfleet/manifest.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <map>
@@ -203,7 +204,20 @@ Status VerifyManifestSignature(const v1::Manifest& manifest, const std::string& 
   if (!manifest.has_signature() || manifest.signature().signature().empty()) {
     return PermissionDenied("manifest is not signed");
   }
-  return Ed25519Verify(public_key, CanonicalManifestBytes(manifest), manifest.signature().signature());
+  // Map entries are encoded "<field>.<key>" with no length for the key: a key holding ' ' or
+  // '\n' could spell out further records, so that another manifest has the same signed bytes
+  // (found by the parser fuzz test). Keys are identifiers in every manifest the registry
+  // accepts; refusing anything else here keeps a signature bound to the manifest it was made for.
+  auto keys_are_identifiers = [](const auto& map) {
+    return std::all_of(map.begin(), map.end(), [](const auto& entry) { return ValidateIdentifier(entry.first, "key").ok(); });
+  };
+  if (!keys_are_identifiers(manifest.metrics()) || !keys_are_identifiers(manifest.params()) ||
+      !keys_are_identifiers(manifest.labels())) {
+    return PermissionDenied("manifest has a metrics, params or labels key that is not an identifier: not verifiable");
+  }
+  Status verified = Ed25519Verify(public_key, CanonicalManifestBytes(manifest), manifest.signature().signature());
+  if (verified.ok() || verified.code() == StatusCode::kPermissionDenied) return verified;
+  return PermissionDenied("manifest signature does not verify: " + verified.message());  // e.g. a wrong length
 }
 
 }  // namespace modelfleet

@@ -23,3 +23,13 @@ modelfleet_add_test(
   LIBS mf_blob mf_blob_s3 mf_test_support
   LABELS integration
 )
+
+# Seeded mutation fuzzing of the parsers that read untrusted input: the serial frame decoder,
+# signed manifests, the ListVersions filter and the device selector. Deterministic and bounded
+# (a fixed input count and a wall-time cap per target), so it runs in CI under ASan+UBSan.
+modelfleet_add_test(
+  NAME parser_fuzz_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/unit/parser_fuzz_test.cc
+  LIBS mf_agent_sensor mf_manifest mf_registry mf_fleet
+  LABELS unit
+)

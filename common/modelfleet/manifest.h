@@ -9,7 +9,9 @@
 //   to the same value (C++ std::to_chars without a format, e.g. "0.1", "1", "1e-05");
 // - every scalar field is always present, even when empty or zero;
 // - repeated fields: one record per element, named "<field>[<index>]";
-// - maps: one record per entry, sorted by key bytes, named "<field>.<key>".
+// - maps: one record per entry, sorted by key bytes, named "<field>.<key>"; keys are
+//   identifiers (no ' ' or '\n', so names stay unambiguous), and a manifest with any other
+//   key never verifies.
 // Order: model, version, format, quantization, digest, size_bytes, version_counter,
 //   input_spec.shape[i], input_spec.dtype, input_spec.layout, input_spec.mean[i],
 //   input_spec.std[i], class_labels[i], metrics.<k>, params.<k>, labels.<k>,
@@ -40,7 +42,8 @@ Status ValidateInputSpec(const v1::InputSpec& spec, const std::string& field_pre
 // Signs `manifest` in place: sets signature.key_id, then the signature over the canonical bytes.
 Status SignManifest(v1::Manifest& manifest, const std::string& key_id,
                     const std::string& private_key);
-// OK if manifest.signature verifies with `public_key`. PERMISSION_DENIED if not.
+// OK if manifest.signature verifies with `public_key`. PERMISSION_DENIED if not (unsigned, a
+// signature of the wrong length or by another key, a map key that is not an identifier).
 Status VerifyManifestSignature(const v1::Manifest& manifest, const std::string& public_key);
 
 }  // namespace modelfleet

@@ -101,10 +101,10 @@ bool FrameDecoder::SizeAcceptable(size_t rows, size_t cols) const {
   return true;
 }
 
-bool FrameDecoder::PlausibleHeaderAt(size_t pos) const {
-  const size_t avail = tail_ - pos;
+bool FrameDecoder::PlausibleHeaderBefore(size_t pos, size_t end, bool full_sync) const {
+  const size_t avail = end - pos;
   if (avail < 1 || buffer_[pos] != kSync0) return false;
-  if (avail < 2) return true;
+  if (avail < 2) return !full_sync;
   if (buffer_[pos + 1] != kSync1) return false;
   if (avail < 3) return true;
   if (buffer_[pos + 2] != kProtocolVersion) return false;
@@ -183,7 +183,9 @@ void FrameDecoder::Parse(std::chrono::steady_clock::time_point now) {
       continue;
     }
     bool torn = false;
-    for (size_t p = head_ + 1; p < head_ + len && !torn; ++p) torn = PlausibleHeaderAt(p);
+    // Regression: judged against every buffered byte, a lone 0xA5 ending the frame counted
+    // as torn or bad_crc depending on whether the next byte had arrived yet.
+    for (size_t p = head_ + 1; p < head_ + len && !torn; ++p) torn = PlausibleHeaderBefore(p, head_ + len, true);
     if (torn) {
       ++stats_.torn_frames;
     } else {

@@ -69,9 +69,10 @@
 // from the configured expected grid as wrong_size. Otherwise it waits for the whole frame and
 // checks the CRC. On any failure it drops only the first sync byte and scans on from the very
 // next byte, so a good frame that starts inside a rejected one is never lost. A failed CRC is
-// counted as a torn frame when another plausible header (sync, version 1, acceptable size)
-// starts inside the rejected frame (the sender gave up mid-frame and started a new one), and as
-// bad_crc otherwise. A frame still incomplete when the caller calls Flush() (the line went
+// counted as a torn frame when another plausible header (both sync bytes, then version 1 and
+// an acceptable size as far as the rejected frame's own bytes go) starts inside the rejected
+// frame (the sender gave up mid-frame and started a new one), and as bad_crc otherwise; only
+// the frame's own bytes decide, so the verdict is the same wherever the stream was split. A frame still incomplete when the caller calls Flush() (the line went
 // quiet, or a recording ended) is torn too. Every byte not inside a good frame is counted in
 // bytes_skipped. A good frame whose sequence is not the previous good frame's + 1 is still
 // delivered; the discontinuity is counted in sequence_gaps (and frames_missed when forward).
@@ -168,8 +169,10 @@ class FrameDecoder {
   explicit FrameDecoder(const DecoderOptions& options);
 
   bool SizeAcceptable(size_t rows, size_t cols) const;
-  // A sync, version 1 and an acceptable size at `pos` (only the bytes present are checked).
-  bool PlausibleHeaderAt(size_t pos) const;
+  // A sync, version 1 and an acceptable size at `pos`, checking only the bytes before `end`
+  // (the buffered ones by default); `full_sync` requires both sync bytes to be there.
+  bool PlausibleHeaderAt(size_t pos) const { return PlausibleHeaderBefore(pos, tail_, false); }
+  bool PlausibleHeaderBefore(size_t pos, size_t end, bool full_sync) const;
   void Parse(std::chrono::steady_clock::time_point now);
   void Skip(size_t n);
   void Emit(size_t pos, size_t rows, size_t cols, std::chrono::steady_clock::time_point now);
