@@ -19,3 +19,11 @@ modelfleet_add_test(
   LABELS e2e
 )
 add_dependencies(python_client_e2e_test modelfleet-server)
+
+# The gRPC edge's exception barrier and call register (no server needed).
+modelfleet_add_test(
+  NAME call_guard_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/unit/call_guard_test.cc
+  LIBS mf_grpc_edge
+  LABELS unit
+)
