@@ -1,7 +1,10 @@
 #include "db/migrations.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
+
+#include "modelfleet/crypto.h"
 
 namespace modelfleet::db {
 
@@ -12,6 +15,10 @@ constexpr std::string_view kCreateSchemaMigrations =
     " version integer PRIMARY KEY,"
     " name text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now())";
+// The runner's own bookkeeping (not a numbered migration: it must exist before any of them
+// is checked). Databases migrated before checksums were recorded get theirs on the next run.
+constexpr std::string_view kAddChecksumColumn =
+    "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS sha256 text";
 
 std::string MigrationLabel(const Migration& migration) {
   std::string number = std::to_string(migration.version);
@@ -31,6 +38,14 @@ Status CheckMigrationList(const std::vector<Migration>& migrations) {
     previous = migration.version;
   }
   return Status::Ok();
+}
+
+// What each applied version recorded: its SHA-256 ("" for rows from before checksums).
+Expected<std::map<int, std::string>> ReadAppliedChecksums(Tx& tx) {
+  MF_ASSIGN_OR_RETURN(Result rows, tx.Exec("SELECT version, coalesce(sha256, '') FROM schema_migrations"));
+  std::map<int, std::string> out;
+  for (const Row& row : rows) out[static_cast<int>(row.Int(0))] = row.Str(1);
+  return out;
 }
 
 Expected<std::vector<int>> ReadAppliedVersions(Tx& tx) {
@@ -62,12 +77,16 @@ Status ApplyMigrations(Pool& pool, const std::vector<Migration>& migrations) {
     // server if the connection drops.
     MF_RETURN_IF_ERROR(StatusOf(
         session.ExecAutocommit("SELECT pg_advisory_lock($1)", {kMigrationsAdvisoryLockKey})));
-    MF_RETURN_IF_ERROR(session.Write(
-        [](Tx& tx) -> Status { return StatusOf(tx.Exec(kCreateSchemaMigrations)); }));
+    MF_RETURN_IF_ERROR(session.Write([](Tx& tx) -> Status {
+      MF_RETURN_IF_ERROR(StatusOf(tx.Exec(kCreateSchemaMigrations)));
+      return StatusOf(tx.Exec(kAddChecksumColumn));
+    }));
 
     std::vector<int> applied;
+    std::map<int, std::string> checksums;
     MF_RETURN_IF_ERROR(session.Read([&](Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(applied, ReadAppliedVersions(tx));
+      MF_ASSIGN_OR_RETURN(checksums, ReadAppliedChecksums(tx));
       return Status::Ok();
     }));
     std::set<int> known;
@@ -82,13 +101,31 @@ Status ApplyMigrations(Pool& pool, const std::vector<Migration>& migrations) {
       }
     }
 
+    // A landed migration is never edited: the database may already run what it said before.
+    for (const Migration& migration : migrations) {
+      auto recorded = checksums.find(migration.version);
+      if (recorded == checksums.end()) continue;
+      const std::string sha256 = Sha256Hex(migration.sql);
+      if (recorded->second.empty()) {
+        MF_RETURN_IF_ERROR(session.Write([&](Tx& tx) -> Status {
+          return StatusOf(tx.Exec("UPDATE schema_migrations SET sha256 = $2 WHERE version = $1 AND sha256 IS NULL",
+                                  {int64_t{migration.version}, sha256}));
+        }));
+      } else if (recorded->second != sha256) {
+        return FailedPrecondition("migrations/" + MigrationLabel(migration) +
+                                  ".sql was changed after it was applied to this database (applied sha256 " +
+                                  recorded->second + ", this build's " + sha256 +
+                                  "); a landed migration must never be edited: restore it and add a new one");
+      }
+    }
+
     const std::set<int> already(applied.begin(), applied.end());
     for (const Migration& migration : migrations) {
       if (already.contains(migration.version)) continue;
       Status status = session.Write([&](Tx& tx) -> Status {
         MF_RETURN_IF_ERROR(StatusOf(tx.ExecScript(migration.sql)));
-        return StatusOf(tx.Exec("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                {int64_t{migration.version}, migration.name}));
+        return StatusOf(tx.Exec("INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+                                {int64_t{migration.version}, migration.name, Sha256Hex(migration.sql)}));
       });
       if (!status.ok()) return status.Annotate("migration " + MigrationLabel(migration));
     }

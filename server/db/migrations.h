@@ -27,15 +27,19 @@ inline constexpr int64_t kMigrationsAdvisoryLockKey = 0x6d666d6967726174;  // "m
 //  - holds pg_advisory_lock(kMigrationsAdvisoryLockKey) on one connection for the whole run,
 //    so concurrent callers (e.g. two servers starting at once) serialise: the second waits,
 //    then finds everything applied;
-//  - creates schema_migrations(version int primary key, name text, applied_at timestamptz) if
-//    it does not exist;
+//  - creates schema_migrations(version int primary key, name text, applied_at timestamptz,
+//    sha256 text) if it does not exist (adding sha256 to an older one);
+//  - checks that every applied migration's SQL is byte for byte what was applied (its SHA-256
+//    is recorded when it is applied; rows from before checksums get the current file's);
+//    FAILED_PRECONDITION naming the file otherwise, before anything is applied;
 //  - applies each migration whose version is not recorded yet, in ascending order, each in its
 //    own transaction together with its schema_migrations row (a failing migration leaves no
 //    trace and stops the run; earlier ones stay applied).
 // Returns OK when every migration is applied (including when there was nothing to do);
 // INVALID_ARGUMENT if `migrations` has non-positive, duplicate or unsorted versions;
 // FAILED_PRECONDITION if the database records a version `migrations` does not contain
-// (e.g. a newer version applied by newer code: this code must not run against it);
+// (e.g. a newer version applied by newer code: this code must not run against it) or if an
+// applied migration's file was edited since;
 // the migration's SQL error annotated with "migration NNNN_name" if one fails;
 // UNAVAILABLE / RESOURCE_EXHAUSTED from the pool. Thread-safe (uses only `pool`).
 Status ApplyMigrations(Pool& pool, const std::vector<Migration>& migrations);

@@ -7,6 +7,7 @@
 //   - SIGTERM keeps its grace: a stalled download is cut at the grace and logged, and a server
 //     with nothing in flight exits at once.
 //   - The simulator (which behaves like the agent) is back within a second or two of a restart.
+//   - A server whose database ran a since-edited migration refuses to start.
 // This binary stops and restarts its own PostgreSQL cluster, so it has one of its own.
 #include <gtest/gtest.h>
 
@@ -117,7 +118,8 @@ class ReliabilityE2E : public ::testing::Test {
     return sim;
   }
 
-  // A scalar from the test's own connection to the server's database.
+  // A scalar from the test's own connection to the server's database (a write transaction,
+  // so a data-modifying WITH ... RETURNING works too).
   int64_t QueryInt(const std::string& sql) {
     if (!db_pool_) {
       auto pool = db::Pool::Open({.conninfo = database_url_, .size = 1});
@@ -126,7 +128,7 @@ class ReliabilityE2E : public ::testing::Test {
       db_pool_ = std::move(*pool);
     }
     int64_t value = -1;
-    Status s = db_pool_->Read([&](db::Tx& tx) -> Status {
+    Status s = db_pool_->Write([&](db::Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(sql));
       value = rows[0].Int(0);
       return Status::Ok();
@@ -382,6 +384,22 @@ TEST_F(ReliabilityE2E, SimulatorIsBackWithinSecondsOfAServerRestart) {
   std::printf("[reliability] simulator reconnected %.2f s after the server was back\n", reconnected);
   ASSERT_GE(reconnected, 0) << "never reconnected";
   EXPECT_LT(reconnected, 3.0);
+}
+
+// A landed migration edited in place (here: the database's record of what was applied no
+// longer matches the embedded file, which is what an edit looks like) stops the server at
+// start, naming the file, before it touches anything.
+TEST_F(ReliabilityE2E, ServerRefusesToStartWhenAnAppliedMigrationWasEdited) {
+  ASSERT_EQ(server_->Stop(), 0);
+  ASSERT_EQ(QueryInt("WITH t AS (UPDATE schema_migrations SET sha256 = repeat('0', 64) WHERE version = 1 "
+                     "RETURNING 1) SELECT count(*) FROM t"),
+            1);
+  ServerProcess::Options o;
+  o.database_url = database_url_;
+  std::string error;
+  auto refused = ServerProcess::Start(o, &error);
+  EXPECT_EQ(refused, nullptr);
+  EXPECT_NE(error.find("migrations/0001_registry.sql was changed after it was applied"), std::string::npos) << error;
 }
 
 }  // namespace

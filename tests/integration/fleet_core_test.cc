@@ -22,6 +22,7 @@
 #include "fleet/device_selector.h"
 #include "fleet/rollout_manager.h"
 #include "fleet/write_behind.h"
+#include "libpq_leak_suppression.h"
 #include "postgres_environment.h"
 #include "process.h"
 #include "registry/registry.h"

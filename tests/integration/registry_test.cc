@@ -13,10 +13,8 @@
 #include <vector>
 
 #include "registry_fixture.h"
+#include "libpq_leak_suppression.h"
 
-// libpq leaks a PGresult each time a statement meets a connection the server has closed (the
-// restart test does that on purpose). Only takes effect in sanitizer builds.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libpq.so.5\n"; }
 
 namespace modelfleet::registry {
 namespace {
