@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "fleet/cohort.h"
@@ -585,8 +586,13 @@ Expected<std::optional<v1::Assignment>> CheckInService::AssignmentUnderWay(const
 
 Status CheckInService::ReportDeployment(const auth::Principal& principal, const v1::DeploymentReport& report) {
   MF_ASSIGN_OR_RETURN(int64_t id, ParseDeploymentId(report.deployment_id(), "deployment_id"));
-  if (!v1::DeploymentStep_IsValid(report.step()) || report.step() == v1::DEPLOYMENT_STEP_UNSPECIFIED) {
-    return InvalidArgument("step", "is required");
+  if (report.step() == v1::DEPLOYMENT_STEP_UNSPECIFIED) return InvalidArgument("step", "is required");
+  if (!v1::DeploymentStep_IsValid(report.step())) {
+    return InvalidArgument("step", std::to_string(report.step()) + " is not a deployment step this server knows");
+  }
+  // Stored as bigint: a uint64 past its range would wrap to a negative count.
+  if (report.bytes_done() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return InvalidArgument("bytes_done", "is out of range");
   }
   if (report.step() == v1::DEPLOYMENT_STEP_TIMED_OUT || report.step() == v1::DEPLOYMENT_STEP_CANCELLED ||
       report.step() == v1::DEPLOYMENT_STEP_ASSIGNED) {
