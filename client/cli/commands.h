@@ -43,7 +43,13 @@ struct PushOptions {
 // the version exists with the same digest and size nothing is uploaded and it succeeds; with
 // other bytes it is ALREADY_EXISTS (exit 6) saying both digests.
 Status PushVersion(const Settings& s, const PushOptions& o);
-Status ListVersions(const Settings& s, const std::string& model, const std::string& filter);
+// The table shows the headline metrics (kHeadlineMetrics, those any listed version has), or the
+// `metrics` named, or with s.wide every metric; rounded (format.h). JSON output has every metric,
+// exact, whatever `metrics` says.
+inline constexpr const char* kHeadlineMetrics[] = {"accuracy", "latency_p50_ms_int8", "size_bytes_int8"};
+Status ListVersions(const Settings& s, const std::string& model, const std::string& filter,
+                    const std::vector<std::string>& metrics);
+// One metric, label and param per line, sorted by name; metrics rounded.
 Status ShowVersion(const Settings& s, const std::string& ref);
 // Resumes from "<out>.part", verifies size and SHA-256 against the manifest, renames to `out`
 // only then. DATA_LOSS (exit 7) on a mismatch, removing the partial file.
@@ -81,6 +87,12 @@ Status ListTokens(const Settings& s, bool include_revoked);
 Status RevokeToken(const Settings& s, int64_t id);
 
 // ---------------------------------------------------------------- devices (commands_devices.cc)
+// The table's DEPLOYMENT column names the rollout of the device's newest deployment with its
+// step ("ro-3 FAILED"); `show` adds the reason the device gave for a failed step, in full. Both
+// are read from the devices' history (device_view.h): one more call per device with a
+// deployment, for at most kMaxDeploymentLookups devices of a list (the rest show the
+// deployment id instead, "dep-12 FAILED"); none with -o json, which prints the Device messages.
+inline constexpr size_t kMaxDeploymentLookups = 200;
 Status ListDevices(const Settings& s, const std::string& filter);
 Status ShowDevice(const Settings& s, const std::string& device_id);
 // verb: accept, reject, decommission

@@ -49,7 +49,7 @@ Status AliasHistory(const Settings& s, const std::string& model, const std::stri
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
   PrintList<v1::AliasChange>(
-      s.output, changes, {"TIME", "ALIAS", "FROM", "TO", "ACTOR", "REASON"}, [](const v1::AliasChange& c) {
+      s, changes, {"TIME", "ALIAS", "FROM", "TO", "ACTOR", "REASON"}, [](const v1::AliasChange& c) {
         return std::vector<std::string>{FormatTime(c.time()),   c.alias(),         OrDash(c.from_version()),
                                         OrDash(c.to_version()), OrDash(c.actor()), OrDash(c.reason())};
       });

@@ -1,6 +1,12 @@
 // `modelfleet devices list|show|accept|reject|decommission|preauthorize|history`.
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/device_view.h"
 #include "cli/output.h"
 #include "modelfleet/v1/fleet.grpc.pb.h"
 
@@ -18,24 +24,84 @@ std::string Running(const v1::Device& d) {
   return OrDash(Join(parts, ","));
 }
 
-KeyValues DescribeDevice(const v1::Device& d) {
+// The device's events, oldest first, every page.
+Expected<std::vector<v1::DeviceEvent>> FetchHistory(const Settings& s, v1::FleetService::Stub& stub,
+                                                    const std::string& device_id) {
+  v1::ListDeviceHistoryRequest req;
+  req.set_device_id(device_id);
+  req.set_page_size(1000);
+  std::vector<v1::DeviceEvent> events;
+  do {
+    Rpc rpc(s);
+    v1::ListDeviceHistoryResponse resp;
+    MF_RETURN_IF_ERROR(FromGrpc(stub.ListDeviceHistory(&rpc.context, req, &resp), s));
+    events.insert(events.end(), resp.events().begin(), resp.events().end());
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return events;
+}
+
+// The ids of the rollouts in state ROLLED_BACK (device_view.h needs them to tell a rollback).
+Expected<std::set<std::string>> FetchRolledBack(const Settings& s, v1::FleetService::Stub& stub) {
+  v1::ListRolloutsRequest req;
+  req.set_page_size(1000);
+  std::set<std::string> ids;
+  do {
+    Rpc rpc(s);
+    v1::ListRolloutsResponse resp;
+    MF_RETURN_IF_ERROR(FromGrpc(stub.ListRollouts(&rpc.context, req, &resp), s));
+    for (const auto& r : resp.rollouts()) {
+      if (r.state() == v1::ROLLOUT_STATE_ROLLED_BACK) ids.insert(r.rollout_id());
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return ids;
+}
+
+// What the history says about the device's newest deployment; nullopt if it cannot be read.
+// Best effort: the page is worth showing without it.
+std::optional<DeploymentFacts> LookUpDeployment(const Settings& s, v1::FleetService::Stub& stub,
+                                                const v1::Device& d,
+                                                const std::set<std::string>& rolled_back) {
+  auto history = FetchHistory(s, stub, d.device_id());
+  if (!history) return std::nullopt;
+  return ReadDeploymentFacts(*history, d.current_deployment_id(), d.current_deployment_step(), rolled_back);
+}
+
+// `facts`: of the newest deployment, if looked up.
+KeyValues DescribeDevice(const v1::Device& d, const std::optional<DeploymentFacts>& facts = std::nullopt) {
   const auto& a = d.attributes();
-  return {{"device id", d.device_id()},
-          {"hardware id", d.hardware_id()},
-          {"admission", Short(v1::DeviceAdmission_Name(d.admission()), "DEVICE_ADMISSION_")},
-          {"site", OrDash(a.site())},
-          {"hardware revision", OrDash(a.hardware_revision())},
-          {"firmware", OrDash(a.firmware_version())},
-          {"sensor grid", std::to_string(a.sensor_rows()) + "x" + std::to_string(a.sensor_cols())},
-          {"labels", JoinMap(a.labels())},
-          {"running", Running(d)},
-          {"agent state", Short(v1::AgentState_Name(d.agent_state()), "AGENT_STATE_")},
-          {"deployment",
-           d.current_deployment_id().empty()
-               ? "-"
-               : d.current_deployment_id() + " " +
-                     Short(v1::DeploymentStep_Name(d.current_deployment_step()), "DEPLOYMENT_STEP_")},
-          {"last seen", FormatTime(d.last_seen())}};
+  KeyValues kv = {{"device id", d.device_id()},
+                  {"hardware id", d.hardware_id()},
+                  {"admission", Short(v1::DeviceAdmission_Name(d.admission()), "DEVICE_ADMISSION_")},
+                  {"site", OrDash(a.site())},
+                  {"hardware revision", OrDash(a.hardware_revision())},
+                  {"firmware", OrDash(a.firmware_version())},
+                  {"sensor grid", std::to_string(a.sensor_rows()) + "x" + std::to_string(a.sensor_cols())},
+                  {"labels", AlignedLines(TextEntries(a.labels()))},
+                  {"running", Running(d)},
+                  {"agent state", Short(v1::AgentState_Name(d.agent_state()), "AGENT_STATE_")}};
+  if (d.current_deployment_id().empty()) {
+    kv.emplace_back("deployment", "-");
+  } else {
+    const std::string rollout = facts ? facts->rollout_id : "";
+    kv.emplace_back("deployment", DeploymentLabel(d, rollout) +
+                                      (rollout.empty() ? "" : " (" + d.current_deployment_id() + ")"));
+    const v1::DeploymentStep step = d.current_deployment_step();
+    if (facts && IsFailedStep(step)) {
+      // In full, however long: it is what the operator came for.
+      std::string reason = facts->reason ? OrDash(*facts->reason) : "- (not in the device's history)";
+      if (!facts->reason &&
+          (step == v1::DEPLOYMENT_STEP_TIMED_OUT || step == v1::DEPLOYMENT_STEP_CANCELLED)) {
+        reason =
+            "- (set by the server, which records its reason in the device's history only for "
+            "steps the device reports)";
+      }
+      kv.emplace_back("failure reason", reason);
+    }
+  }
+  kv.emplace_back("last seen", FormatTime(d.last_seen()));
+  return kv;
 }
 
 }  // namespace
@@ -53,21 +119,43 @@ Status ListDevices(const Settings& s, const std::string& filter) {
     devices.insert(devices.end(), resp.devices().begin(), resp.devices().end());
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
+
+  // The rollouts of the deployments shown: table output only (JSON prints the Devices as they are).
+  std::map<std::string, std::string> rollout_of;  // device id -> rollout id
+  if (s.output == OutputFormat::kTable) {
+    size_t lookups = 0, skipped = 0;
+    std::optional<Expected<std::set<std::string>>> rolled_back;  // read once, if needed
+    for (const auto& d : devices) {
+      if (d.current_deployment_id().empty()) continue;
+      if (lookups == kMaxDeploymentLookups) {
+        ++skipped;
+        continue;
+      }
+      if (!rolled_back) rolled_back = FetchRolledBack(s, *stub);
+      if (!*rolled_back) break;  // without them a rollback could be taken for another rollout's
+      ++lookups;
+      if (auto facts = LookUpDeployment(s, *stub, d, **rolled_back))
+        rollout_of[d.device_id()] = facts->rollout_id;
+    }
+    if (skipped > 0) {
+      std::cerr << "(rollouts looked up for the first " << kMaxDeploymentLookups
+                << " devices with a deployment; " << skipped
+                << " more show their deployment id: --filter narrows the list)" << std::endl;
+    }
+  }
   PrintList<v1::Device>(
-      s.output, devices,
-      {"DEVICE ID", "HARDWARE ID", "ADMISSION", "SITE", "HW REV", "RUNNING", "STEP", "LAST SEEN"},
-      [](const v1::Device& d) {
-        return std::vector<std::string>{
-            d.device_id(),
-            d.hardware_id(),
-            Short(v1::DeviceAdmission_Name(d.admission()), "DEVICE_ADMISSION_"),
-            OrDash(d.attributes().site()),
-            OrDash(d.attributes().hardware_revision()),
-            Running(d),
-            d.current_deployment_id().empty()
-                ? "-"
-                : Short(v1::DeploymentStep_Name(d.current_deployment_step()), "DEPLOYMENT_STEP_"),
-            FormatTime(d.last_seen())};
+      s, devices,
+      {"DEVICE ID", "HARDWARE ID", "ADMISSION", "SITE", "HW REV", "RUNNING", "DEPLOYMENT", "LAST SEEN"},
+      [&](const v1::Device& d) {
+        auto it = rollout_of.find(d.device_id());
+        return std::vector<std::string>{d.device_id(),
+                                        d.hardware_id(),
+                                        Short(v1::DeviceAdmission_Name(d.admission()), "DEVICE_ADMISSION_"),
+                                        OrDash(d.attributes().site()),
+                                        OrDash(d.attributes().hardware_revision()),
+                                        Running(d),
+                                        DeploymentLabel(d, it == rollout_of.end() ? "" : it->second),
+                                        FormatTime(d.last_seen())};
       });
   return Status::Ok();
 }
@@ -76,10 +164,18 @@ Status ShowDevice(const Settings& s, const std::string& device_id) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(s));
   v1::GetDeviceRequest req;
   req.set_device_id(device_id);
-  Rpc rpc(s);
   v1::Device d;
-  MF_RETURN_IF_ERROR(FromGrpc(stub->GetDevice(&rpc.context, req, &d), s));
-  PrintObject(s.output, d, [&] { return DescribeDevice(d); });
+  {
+    Rpc rpc(s);
+    MF_RETURN_IF_ERROR(FromGrpc(stub->GetDevice(&rpc.context, req, &d), s));
+  }
+  std::optional<DeploymentFacts> facts;
+  if (s.output == OutputFormat::kTable && !d.current_deployment_id().empty()) {
+    auto rolled_back = FetchRolledBack(s, *stub);
+    facts = LookUpDeployment(s, *stub, d, rolled_back ? *rolled_back : std::set<std::string>{});
+    if (facts && !rolled_back) facts->rollout_id.clear();  // a rollback could be taken for another rollout's
+  }
+  PrintObject(s.output, d, [&] { return DescribeDevice(d, facts); });
   return Status::Ok();
 }
 
@@ -128,18 +224,8 @@ Status PreauthorizeDevice(const Settings& s, const PreauthorizeOptions& o) {
 
 Status DeviceHistory(const Settings& s, const std::string& device_id) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(s));
-  v1::ListDeviceHistoryRequest req;
-  req.set_device_id(device_id);
-  req.set_page_size(1000);
-  std::vector<v1::DeviceEvent> events;
-  do {
-    Rpc rpc(s);
-    v1::ListDeviceHistoryResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListDeviceHistory(&rpc.context, req, &resp), s));
-    events.insert(events.end(), resp.events().begin(), resp.events().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
-  PrintList<v1::DeviceEvent>(s.output, events, {"TIME", "KIND", "DETAIL"}, [](const v1::DeviceEvent& e) {
+  MF_ASSIGN_OR_RETURN(std::vector<v1::DeviceEvent> events, FetchHistory(s, *stub, device_id));
+  PrintList<v1::DeviceEvent>(s, events, {"TIME", "KIND", "DETAIL"}, [](const v1::DeviceEvent& e) {
     return std::vector<std::string>{FormatTime(e.time()), e.kind(), OrDash(e.detail())};
   });
   return Status::Ok();

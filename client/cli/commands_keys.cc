@@ -125,12 +125,11 @@ Status ListKeys(const Settings& s) {
   v1::ListPublisherKeysResponse resp;
   MF_RETURN_IF_ERROR(FromGrpc(stub->ListPublisherKeys(&rpc.context, {}, &resp), s));
   std::vector<v1::PublisherKey> keys(resp.keys().begin(), resp.keys().end());
-  PrintList<v1::PublisherKey>(s.output, keys, {"KEY ID", "PUBLIC KEY", "ADDED BY", "ADDED", "REVOKED"},
-                              [](const v1::PublisherKey& k) {
-                                return std::vector<std::string>{
-                                    k.key_id(), HexEncode(k.public_key()), OrDash(k.added_by()),
-                                    FormatTime(k.add_time()), FormatTime(k.revoke_time())};
-                              });
+  PrintList<v1::PublisherKey>(
+      s, keys, {"KEY ID", "PUBLIC KEY", "ADDED BY", "ADDED", "REVOKED"}, [](const v1::PublisherKey& k) {
+        return std::vector<std::string>{k.key_id(), HexEncode(k.public_key()), OrDash(k.added_by()),
+                                        FormatTime(k.add_time()), FormatTime(k.revoke_time())};
+      });
   return Status::Ok();
 }
 

@@ -48,11 +48,10 @@ Status ListModels(const Settings& s, bool include_archived) {
     models.insert(models.end(), resp.models().begin(), resp.models().end());
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
-  PrintList<v1::Model>(
-      s.output, models, {"NAME", "TASK", "CLASSES", "ARCHIVED", "CREATED"}, [](const v1::Model& m) {
-        return std::vector<std::string>{m.name(), OrDash(m.task()), std::to_string(m.class_labels_size()),
-                                        m.archived() ? "yes" : "no", FormatTime(m.create_time())};
-      });
+  PrintList<v1::Model>(s, models, {"NAME", "TASK", "CLASSES", "ARCHIVED", "CREATED"}, [](const v1::Model& m) {
+    return std::vector<std::string>{m.name(), OrDash(m.task()), std::to_string(m.class_labels_size()),
+                                    m.archived() ? "yes" : "no", FormatTime(m.create_time())};
+  });
   return Status::Ok();
 }
 

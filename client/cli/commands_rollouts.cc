@@ -117,7 +117,7 @@ Status ListRollouts(const Settings& s, const std::string& model) {
     rollouts.insert(rollouts.end(), resp.rollouts().begin(), resp.rollouts().end());
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
-  PrintList<v1::Rollout>(s.output, rollouts,
+  PrintList<v1::Rollout>(s, rollouts,
                          {"ROLLOUT ID", "MODEL", "VERSION", "TARGET", "STATE", "STAGE", "CREATED"},
                          [](const v1::Rollout& r) {
                            return std::vector<std::string>{

@@ -79,7 +79,7 @@ Status ListTokens(const Settings& s, bool include_revoked) {
   MF_RETURN_IF_ERROR(FromGrpc(stub->ListTokens(&rpc.context, req, &resp), s));
   std::vector<v1::Token> tokens(resp.tokens().begin(), resp.tokens().end());
   PrintList<v1::Token>(
-      s.output, tokens, {"ID", "NAME", "ROLE", "CREATED BY", "CREATED", "EXPIRES", "REVOKED"},
+      s, tokens, {"ID", "NAME", "ROLE", "CREATED BY", "CREATED", "EXPIRES", "REVOKED"},
       [](const v1::Token& t) {
         return std::vector<std::string>{
             std::to_string(t.id()),      t.name(),
@@ -127,7 +127,7 @@ Status ListEnrollmentTokens(const Settings& s) {
   MF_RETURN_IF_ERROR(FromGrpc(stub->ListEnrollmentTokens(&rpc.context, {}, &resp), s));
   std::vector<v1::EnrollmentToken> tokens(resp.tokens().begin(), resp.tokens().end());
   PrintList<v1::EnrollmentToken>(
-      s.output, tokens, {"ID", "NAME", "USES", "AUTO ACCEPT", "CREATED", "EXPIRES", "REVOKED"},
+      s, tokens, {"ID", "NAME", "USES", "AUTO ACCEPT", "CREATED", "EXPIRES", "REVOKED"},
       [](const v1::EnrollmentToken& t) {
         return std::vector<std::string>{
             std::to_string(t.id()),

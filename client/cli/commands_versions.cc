@@ -1,9 +1,12 @@
 // `modelfleet versions push|list|show|download|verify|archive|purge`.
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "cli/client.h"
@@ -51,28 +54,54 @@ KeyValues DescribeVersion(const v1::ModelVersion& v) {
       {"version", m.version()},
       {"state", v1::VersionState_Name(v.state()).substr(sizeof("VERSION_STATE_") - 1)},
       {"aliases", OrDash(Join({v.aliases().begin(), v.aliases().end()}, ", "))},
-      {"size", FormatBytes(m.size_bytes()) + " (" + std::to_string(m.size_bytes()) + " bytes)"},
+      {"size",
+       FormatBytes(static_cast<double>(m.size_bytes())) + " (" + std::to_string(m.size_bytes()) + " bytes)"},
       {"sha256", m.digest()},
       {"format", OrDash(m.format())},
       {"quantization", OrDash(m.quantization())},
       {"signed by", m.has_signature() ? OrDash(m.signature().key_id()) : "- (unsigned)"},
       {"version counter", std::to_string(m.version_counter())},
-      {"metrics", JoinMap(m.metrics())},
-      {"labels", JoinMap(m.labels())},
-      {"params", JoinMap(m.params())},
+      {"metrics", AlignedLines(MetricEntries(m.metrics()))},
+      {"labels", AlignedLines(TextEntries(m.labels()))},
+      {"params", AlignedLines(TextEntries(m.params()))},
       {"class labels", OrDash(Join({m.class_labels().begin(), m.class_labels().end()}, ", "))},
       {"git commit", OrDash(m.lineage().git_commit())},
       {"ci run", OrDash(Join({m.lineage().ci_run_id(), m.lineage().ci_run_url()}, " "))},
       {"parent version", OrDash(m.lineage().parent_version())},
       {"self-test", m.has_self_test()
                         ? std::to_string(m.self_test().reference_input_size()) + " inputs, budget " +
-                              FormatDouble(m.self_test().latency_budget_ms()) + " ms"
+                              FormatMilliseconds(m.self_test().latency_budget_ms())
                         : "-"},
       {"created by", OrDash(v.created_by())},
       {"created", FormatTime(v.create_time())},
   };
   if (v.has_archive_time()) kv.emplace_back("archived", FormatTime(v.archive_time()));
   return kv;
+}
+
+// The metric columns of `versions list`: `requested` as given; with `wide` every metric any
+// version has, sorted; else the headline metrics that any version has, in their order. (A
+// model cannot store its own choice of headline metrics: the Model message has no place for it.)
+std::vector<std::string> MetricColumns(const std::vector<v1::ModelVersion>& versions,
+                                       const std::vector<std::string>& requested, bool wide) {
+  if (!requested.empty()) return requested;
+  std::set<std::string> present;
+  for (const auto& v : versions) {
+    for (const auto& [name, value] : v.manifest().metrics()) present.insert(name);
+  }
+  if (wide) return {present.begin(), present.end()};
+  std::vector<std::string> columns;
+  for (const char* name : kHeadlineMetrics) {
+    if (present.contains(name)) columns.emplace_back(name);
+  }
+  return columns;
+}
+
+// The metric's name as a column header: upper case, otherwise as typed for --metrics.
+std::string MetricHeader(const std::string& name) {
+  std::string header = name;
+  for (char& c : header) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return header;
 }
 
 // The manifest to push: the --manifest file (if any) under the flags.
@@ -217,7 +246,8 @@ Status PushVersion(const Settings& s, const PushOptions& o) {
   return Status::Ok();
 }
 
-Status ListVersions(const Settings& s, const std::string& model, const std::string& filter) {
+Status ListVersions(const Settings& s, const std::string& model, const std::string& filter,
+                    const std::vector<std::string>& metrics) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::RegistryService>(s));
   v1::ListVersionsRequest req;
   req.set_model(model);
@@ -231,20 +261,41 @@ Status ListVersions(const Settings& s, const std::string& model, const std::stri
     versions.insert(versions.end(), resp.versions().begin(), resp.versions().end());
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
-  PrintList<v1::ModelVersion>(
-      s.output, versions,
-      {"VERSION", "STATE", "ALIASES", "SIZE", "SHA256", "SIGNED BY", "METRICS", "CREATED"},
-      [](const v1::ModelVersion& v) {
-        const auto& m = v.manifest();
-        return std::vector<std::string>{m.version(),
-                                        v1::VersionState_Name(v.state()).substr(sizeof("VERSION_STATE_") - 1),
-                                        OrDash(Join({v.aliases().begin(), v.aliases().end()}, ",")),
-                                        FormatBytes(m.size_bytes()),
-                                        ShortDigest(m.digest()),
-                                        m.has_signature() ? OrDash(m.signature().key_id()) : "-",
-                                        JoinMap(m.metrics(), "=", ","),
-                                        FormatTime(v.create_time())};
-      });
+  const std::vector<std::string> shown = MetricColumns(versions, metrics, s.wide);
+  std::vector<std::string> headers = {"VERSION", "STATE", "ALIASES", "SIZE", "SHA256", "SIGNED BY"};
+  for (const auto& name : shown) headers.push_back(MetricHeader(name));
+  headers.push_back("CREATED");
+  PrintList<v1::ModelVersion>(s, versions, std::move(headers), [&](const v1::ModelVersion& v) {
+    const auto& m = v.manifest();
+    std::vector<std::string> row = {m.version(),
+                                    v1::VersionState_Name(v.state()).substr(sizeof("VERSION_STATE_") - 1),
+                                    OrDash(Join({v.aliases().begin(), v.aliases().end()}, ",")),
+                                    FormatBytes(static_cast<double>(m.size_bytes())),
+                                    ShortDigest(m.digest()),
+                                    m.has_signature() ? OrDash(m.signature().key_id()) : "-"};
+    for (const auto& name : shown) {
+      auto it = m.metrics().find(name);
+      row.push_back(it == m.metrics().end() ? "-" : FormatMetric(name, it->second));
+    }
+    row.push_back(FormatTime(v.create_time()));
+    return row;
+  });
+  if (s.output == OutputFormat::kJson || versions.empty()) return Status::Ok();
+  // Notes for people, on stderr: why a metric they may expect is not there.
+  const bool any_metrics = std::any_of(versions.begin(), versions.end(), [](const v1::ModelVersion& v) {
+    return !v.manifest().metrics().empty();
+  });
+  if (metrics.empty() && !s.wide && shown.empty() && any_metrics) {
+    std::cerr << "(none of the headline metrics "
+              << Join({std::begin(kHeadlineMetrics), std::end(kHeadlineMetrics)}, ", ")
+              << "; --metrics NAME,... picks others, --wide shows every one)" << std::endl;
+  }
+  for (const auto& name : metrics) {
+    const bool known = std::any_of(versions.begin(), versions.end(), [&](const v1::ModelVersion& v) {
+      return v.manifest().metrics().contains(name);
+    });
+    if (!known) std::cerr << "(no version listed has the metric '" << name << "')" << std::endl;
+  }
   return Status::Ok();
 }
 

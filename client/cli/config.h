@@ -13,6 +13,7 @@
 // bad value is an error naming the file, the line and the key.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -32,6 +33,10 @@ struct Settings {
   bool insecure = false;                  // plaintext gRPC
   OutputFormat output = OutputFormat::kTable;
   std::filesystem::path config_file;  // the file that was read (empty: none)
+  // How tables are shown (table output only); from the command line and the terminal, never
+  // from the environment's MODELFLEET_* or the config file.
+  bool wide = false;       // --wide: every column (`versions list`: every metric), nothing cut
+  size_t table_width = 0;  // tables are fitted to this many columns; 0: never cut (output.h)
 };
 
 // What the command line said; nullopt = the flag was not given.

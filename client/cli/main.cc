@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "cli/exit_codes.h"
+#include "cli/output.h"
 
 namespace modelfleet::cli {
 namespace {
@@ -21,8 +22,10 @@ constexpr const char kFooter[] =
     "MODELFLEET_INSECURE, MODELFLEET_OUTPUT) > config file (--config, MODELFLEET_CONFIG, else\n"
     "$XDG_CONFIG_HOME/modelfleet/config or ~/.config/modelfleet/config: `key = value` lines with keys\n"
     "server, token, tls_ca, insecure, output) > defaults.\n"
-    "Output: tables for people; -o json prints one JSON document: an object per result, an array\n"
-    "for lists; `rollouts watch -o json` prints one object per line.\n";
+    "Output: tables for people, numbers rounded (3 significant digits) with units; on a terminal\n"
+    "tables fit its width ($COLUMNS, else the terminal's), long cells cut with an ellipsis; piped or\n"
+    "with --wide nothing is cut. -o json prints one JSON document with every value exact: an object\n"
+    "per result, an array for lists; `rollouts watch -o json` prints one object per line.\n";
 
 // What the parsed command line asks for: run once the settings are resolved.
 using Action = std::function<int(const Settings&)>;
@@ -108,10 +111,16 @@ void AddVersions(CLI::App& app, Wiring& w) {
   });
 
   static std::string model, filter, ref, out;
-  auto* list = noun->add_subcommand("list", "list a model's versions, newest first");
+  static std::vector<std::string> metrics;
+  auto* list = noun->add_subcommand(
+      "list",
+      "list a model's versions, newest first, with the headline metrics (accuracy, latency_p50_ms_int8, "
+      "size_bytes_int8)");
   list->add_option("model", model)->required();
   list->add_option("--filter", filter, "e.g. 'metrics.accuracy >= 0.9 AND labels.hw = \"rev3\"'");
-  w.On(list, [](const Settings& s) { return ListVersions(s, model, filter); });
+  list->add_option("--metrics", metrics, "NAME,NAME,...: these metric columns instead (--wide: every metric)")
+      ->delimiter(',');
+  w.On(list, [](const Settings& s) { return ListVersions(s, model, filter, metrics); });
 
   auto* show = noun->add_subcommand("show", "show a version with its manifest");
   show->add_option("ref", ref, "MODEL@VERSION or MODEL@ALIAS")->required();
@@ -234,7 +243,7 @@ void AddDevices(CLI::App& app, Wiring& w) {
   p->add_option("--sensor-cols", pre.sensor_cols);
   p->add_option("--label", pre.labels, "key=value (repeatable)");
   w.On(p, [](const Settings& s) { return PreauthorizeDevice(s, pre); });
-  auto* history = noun->add_subcommand("history", "a device's events, newest first");
+  auto* history = noun->add_subcommand("history", "a device's events, oldest first");
   history->add_option("device_id", device_id)->required();
   w.On(history, [](const Settings& s) { return DeviceHistory(s, device_id); });
 }
@@ -336,6 +345,8 @@ int Main(int argc, char** argv) {
   auto* o_output = app.add_option("-o,--output", output, "table (default) or json")
                        ->check(CLI::IsMember({"table", "json"}));
   auto* o_config = app.add_option("--config", config, "config file (default ~/.config/modelfleet/config)");
+  bool wide = false;
+  app.add_flag("--wide", wide, "tables: every column (versions list: every metric), cells never cut");
 
   Wiring wiring;
   AddModels(app, wiring);
@@ -367,6 +378,9 @@ int Main(int argc, char** argv) {
     return ExitCodeFor(settings.error().code()) == kExitNotFound ? kExitUsage
                                                                  : ExitCodeFor(settings.error().code());
   }
+  settings->wide = wide;
+  settings->table_width =
+      settings->output == OutputFormat::kTable ? TableWidth(wide, ProcessEnvironment()) : 0;
   if (!wiring.action) {  // unreachable: every leaf command sets one
     std::cerr << app.help();
     return kExitUsage;

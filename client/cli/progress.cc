@@ -3,11 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <iomanip>
 #include <ostream>
-#include <sstream>
 
-#include "cli/output.h"
+#include "cli/format.h"
 
 namespace modelfleet::cli {
 
@@ -22,7 +20,7 @@ std::string ProgressBar(uint64_t done, uint64_t total, int width) {
 }
 
 std::string FormatRate(double bytes_per_second) {
-  return FormatBytes(static_cast<uint64_t>(std::max(0.0, bytes_per_second))) + "/s";
+  return FormatBytes(std::max(0.0, bytes_per_second)) + "/s";
 }
 
 TransferProgress::TransferProgress(std::string label, uint64_t total, Mode mode, std::ostream& out,
@@ -44,11 +42,11 @@ double TransferProgress::Rate(uint64_t done) const {
 }
 
 std::string TransferProgress::Line(uint64_t done) const {
-  std::ostringstream line;
-  const int percent = total_ == 0 ? 100 : static_cast<int>(std::min<uint64_t>(done * 100 / total_, 100));
-  line << label_ << ": " << FormatBytes(done) << " / " << FormatBytes(total_) << " (" << percent << "%) "
-       << FormatRate(Rate(done));
-  return line.str();
+  // Whole percent, rounded down: "100%" only when it is all there.
+  const uint64_t percent = total_ == 0 ? 100 : std::min<uint64_t>(done * 100 / total_, 100);
+  return label_ + ": " + FormatBytes(static_cast<double>(done)) + " / " +
+         FormatBytes(static_cast<double>(total_)) + " (" + FormatPercent(static_cast<double>(percent)) +
+         ") " + FormatRate(Rate(done));
 }
 
 void TransferProgress::Update(uint64_t done) {
@@ -72,12 +70,11 @@ void TransferProgress::Update(uint64_t done) {
 void TransferProgress::Finish(uint64_t done, const std::string& note) {
   if (mode_ == Mode::kOff) return;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  std::ostringstream line;
-  line << label_ << ": " << FormatBytes(done) << " in " << std::fixed << std::setprecision(1) << secs
-       << " s (" << FormatRate(Rate(done)) << ")";
-  if (!note.empty()) line << " " << note;
+  std::string line = label_ + ": " + FormatBytes(static_cast<double>(done)) + " in " + FormatSeconds(secs) +
+                     " (" + FormatRate(Rate(done)) + ")";
+  if (!note.empty()) line += " " + note;
   if (mode_ == Mode::kTerminal) out_ << "\r\033[K";
-  out_ << line.str() << std::endl;
+  out_ << line << std::endl;
 }
 
 }  // namespace modelfleet::cli

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <ostream>
 
 #include "cli/output.h"
@@ -10,14 +9,6 @@
 namespace modelfleet::cli {
 
 namespace {
-
-std::string Fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-std::string Percent(double p) { return FormatDouble(p) + "%"; }
 
 // '#' activated, '>' in progress, 'x' failed, '.' pending, proportional to the stage's devices.
 std::string StageBar(const v1::StageProgress& p, int width) {
@@ -56,8 +47,8 @@ std::vector<std::string> RenderRollout(const v1::Rollout& r, int bar_width) {
   const v1::StageProgress& p = r.progress();
   for (int i = 0; i < n; ++i) {
     const v1::Stage& st = r.stages(i);
-    std::string line =
-        "stage " + std::to_string(i + 1) + "/" + std::to_string(n) + "  " + Percent(st.percent()) + "  ";
+    std::string line = "stage " + std::to_string(i + 1) + "/" + std::to_string(n) + "  " +
+                       FormatPercent(st.percent()) + "  ";
     if (completed || i < current) {
       line += "[" + std::string(static_cast<size_t>(bar_width), '#') + "]  done";
     } else if (i == current && r.state() != v1::ROLLOUT_STATE_QUEUED) {
@@ -76,16 +67,16 @@ std::vector<std::string> RenderRollout(const v1::Rollout& r, int bar_width) {
     const v1::HealthGates& g = st.gates();
     const double failure = p.devices() == 0 ? 0 : static_cast<double>(p.failed()) / p.devices();
     const bool telemetry_judged = p.inferences() > 0 && p.inferences() >= g.min_inferences();
-    lines.push_back("gates: " + Gate("failure ratio", failure, g.max_failure_ratio(), Fixed(failure, 3),
-                                     Fixed(g.max_failure_ratio(), 3), p.devices() > 0));
+    lines.push_back("gates: " + Gate("failure ratio", failure, g.max_failure_ratio(), FormatNumber(failure),
+                                     FormatNumber(g.max_failure_ratio()), p.devices() > 0));
     lines.push_back("       " + Gate("error ratio", p.error_ratio(), g.max_error_ratio(),
-                                     Fixed(p.error_ratio(), 4), Fixed(g.max_error_ratio(), 4),
+                                     FormatNumber(p.error_ratio()), FormatNumber(g.max_error_ratio()),
                                      telemetry_judged));
     lines.push_back("       " + Gate("p95 latency", p.p95_latency_ms(), g.max_p95_latency_ms(),
-                                     Fixed(p.p95_latency_ms(), 1) + " ms",
-                                     Fixed(g.max_p95_latency_ms(), 1) + " ms", telemetry_judged));
+                                     FormatMilliseconds(p.p95_latency_ms()),
+                                     FormatMilliseconds(g.max_p95_latency_ms()), telemetry_judged));
     lines.push_back("       " + Gate("class shift", p.class_shift(), g.max_class_shift(),
-                                     Fixed(p.class_shift(), 3), Fixed(g.max_class_shift(), 3),
+                                     FormatNumber(p.class_shift()), FormatNumber(g.max_class_shift()),
                                      telemetry_judged));
     lines.push_back("       inferences " + std::to_string(p.inferences()) +
                     (g.min_inferences() > 0
@@ -93,8 +84,8 @@ std::vector<std::string> RenderRollout(const v1::Rollout& r, int bar_width) {
                          : ""));
     const double activated = p.devices() == 0 ? 0 : static_cast<double>(p.activated()) / p.devices();
     lines.push_back(
-        "advance: " + Fixed(activated * 100, 0) + "% activated, needs " +
-        Fixed(st.success_threshold() * 100, 0) + "%" +
+        "advance: " + FormatPercent(activated * 100) + " activated, needs " +
+        FormatPercent(st.success_threshold() * 100) +
         (st.min_devices() > 0 ? ", at least " + std::to_string(st.min_devices()) + " devices" : "") +
         (st.soak_seconds() > 0 ? ", soak " + std::to_string(st.soak_seconds()) + " s" : ""));
   }

@@ -4,11 +4,16 @@
 // JSON parser into the API messages (lists are JSON arrays: wrapped into the List* response
 // message); exit codes are asserted against client/cli/exit_codes.h.
 //
+// Tables for people are checked as piped (never cut) and on a terminal of a fixed width: with
+// MODELFLEET_FORCE_TTY=1 (the CLI's test-only switch) and COLUMNS, and once on a real
+// pseudo-terminal (`script`).
+//
 // One server serves the whole suite (tests use their own model names); the server runs with
 // --check-in-interval-seconds 1 --controller-interval-ms 200 so a one-stage rollout completes
 // within seconds once the simulated devices (client/devsim) report.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -33,6 +38,7 @@ namespace modelfleet {
 namespace {
 
 using namespace std::chrono_literals;
+using google::protobuf::util::MessageDifferencer;
 using testing::ServerProcess;
 using testing::Subprocess;
 using testing::TempDir;
@@ -60,6 +66,34 @@ std::string ShellQuote(const std::string& s) {
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
+
+// Columns a line takes on a terminal: one per UTF-8 code point (the CLI's "…" is one).
+size_t DisplayWidth(const std::string& line) {
+  size_t width = 0;
+  for (char c : line) width += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return width;
+}
+
+// The lines of an output, without the "\r" a terminal adds.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+// The first line that starts with `prefix`, or "".
+std::string LineStartingWith(const std::string& text, const std::string& prefix) {
+  for (const auto& line : Lines(text)) {
+    if (line.rfind(prefix, 0) == 0) return line;
+  }
+  return "";
+}
+
+constexpr const char kEllipsis[] = "\u2026";
 
 template <typename M>
 ::testing::AssertionResult ParseJson(const std::string& json, M* out) {
@@ -128,6 +162,8 @@ class CliE2E : public ::testing::Test {
                                               {"MODELFLEET_TLS_CA", ""},
                                               {"MODELFLEET_OUTPUT", ""},
                                               {"MODELFLEET_CONFIG", ""},
+                                              {"MODELFLEET_FORCE_TTY", ""},
+                                              {"COLUMNS", ""},
                                               {"HOME", (dir_.path() / "home").string()},
                                               {"XDG_CONFIG_HOME", (dir_.path() / "xdg").string()}};
     for (const auto& [k, v] : env) out[k] = v;
@@ -169,13 +205,14 @@ class CliE2E : public ::testing::Test {
   }
   // Runs the CLI with stdout and stderr on a pseudo-terminal (util-linux `script`); returns
   // everything the terminal showed.
-  Result RunOnTerminal(const std::vector<std::string>& args) {
+  Result RunOnTerminal(const std::vector<std::string>& args,
+                       const std::map<std::string, std::string>& env = {}) {
     std::string cmd = ShellQuote(CliBinary().string());
     for (const auto& a : args) cmd += " " + ShellQuote(a);
     const std::string tag = "tty" + std::to_string(++runs_);
     Subprocess::Options o;
     o.argv = {"script", "-qefc", cmd, "/dev/null"};
-    o.env = Env();
+    o.env = Env(env);
     o.log_path = dir_.path() / (tag + ".out");
     std::string error;
     auto p = Subprocess::Start(o, &error);
@@ -521,8 +558,8 @@ TEST_F(CliE2E, PushShowsAProgressBarOnATerminal) {
   ASSERT_EQ(r.code, kOk) << r;
   EXPECT_NE(r.out.find('\r'), std::string::npos) << r;  // redrawn in place
   EXPECT_NE(r.out.find("[#"), std::string::npos) << r;
-  EXPECT_NE(r.out.find("/s"), std::string::npos) << r;  // a rate
-  EXPECT_NE(r.out.find("4.0 MiB"), std::string::npos) << r;
+  EXPECT_NE(r.out.find("/s"), std::string::npos) << r;     // a rate
+  EXPECT_NE(r.out.find("4 MiB"), std::string::npos) << r;  // exact: no ".0"
 }
 
 TEST_F(CliE2E, AliasSetMoveHistory) {
@@ -876,6 +913,337 @@ TEST_F(CliE2E, RolloutsCreateWatchAndVerbs) {
   r = Run({"rollouts", "list"});
   EXPECT_NE(r.out.find("ROLLED_BACK"), std::string::npos) << r;
   EXPECT_NE(r.out.find("ABORTED"), std::string::npos) << r;
+}
+
+// What the release pipeline puts in a manifest's metrics, at full float precision.
+const std::map<std::string, double> kPipelineMetrics = {{"accuracy", 0.9716666666666667},
+                                                        {"accuracy_int8", 0.9716666666666667},
+                                                        {"accuracy_fp32", 0.9733333333333334},
+                                                        {"accuracy_drop_points", 0.16666666666667052},
+                                                        {"latency_ms", 0.08512345},
+                                                        {"latency_p50_ms_int8", 0.08512345},
+                                                        {"latency_p50_ms_fp32", 0.2468013579},
+                                                        {"size_bytes_int8", 42086},
+                                                        {"size_bytes_fp32", 121345},
+                                                        {"heldout_frames", 1200},
+                                                        {"recall_empty", 0.99},
+                                                        {"recall_sitting", 0.9612903225806452},
+                                                        {"recall_lying_full", 0.9733333333333334},
+                                                        {"recall_lying_partial", 0.9411764705882353},
+                                                        {"recall_fp32_empty", 0.995},
+                                                        {"recall_fp32_sitting", 0.967741935483871},
+                                                        {"recall_fp32_lying_full", 0.98},
+                                                        {"recall_fp32_lying_partial", 0.9215686274509803}};
+
+TEST_F(CliE2E, VersionsListShowsHeadlineMetricsRoundedAndFitsTheTerminal) {
+  ASSERT_EQ(Run({"models", "create", "cli-metrics"}).code, kOk);
+  std::string metrics_json;
+  for (const auto& [name, value] : kPipelineMetrics) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", value);
+    metrics_json += (metrics_json.empty() ? "" : ",") + std::string("\"") + name + "\":" + buf;
+  }
+  const std::string manifest =
+      WriteFile("metrics-manifest.json",
+                R"({"metrics": {)" + metrics_json +
+                    R"(}, "labels": {"pipeline": "deploy-release", "dataset": "synthetic-mats"},
+          "params": {"epochs": "12", "architecture": "tiny-cnn"}})");
+  Result r = Run({"versions", "push", "cli-metrics", "1.0.0",
+                  WriteFile("metrics-1.pt", testing::PatternBytes(40 << 10, 21)), "--manifest", manifest,
+                  "--version-counter", "1"});
+  ASSERT_EQ(r.code, kOk) << r;
+  r = Run({"versions", "push", "cli-metrics", "1.1.0",
+           WriteFile("metrics-2.pt", testing::PatternBytes(1000, 22)), "--metric", "accuracy=0.5",
+           "--version-counter", "2"});
+  ASSERT_EQ(r.code, kOk) << r;
+
+  // Piped: the headline metrics only, rounded with units, one column each, nothing cut.
+  r = Run({"versions", "list", "cli-metrics"});
+  ASSERT_EQ(r.code, kOk) << r;
+  const std::string header = LineStartingWith(r.out, "VERSION");
+  const std::string v1 = LineStartingWith(r.out, "1.0.0 "), v11 = LineStartingWith(r.out, "1.1.0 ");
+  ASSERT_FALSE(header.empty()) << r;
+  ASSERT_FALSE(v1.empty()) << r;
+  ASSERT_FALSE(v11.empty()) << r;
+  for (const char* column : {"ACCURACY", "LATENCY_P50_MS_INT8", "SIZE_BYTES_INT8"}) {
+    EXPECT_NE(header.find(std::string("  ") + column + "  "), std::string::npos) << column << "\n" << r;
+  }
+  EXPECT_EQ(header.substr(header.size() - 9), "  CREATED") << r;
+  EXPECT_EQ(header.find("RECALL"), std::string::npos) << r;  // not every metric
+  EXPECT_EQ(header.find("ACCURACY_FP32"), std::string::npos) << r;
+  EXPECT_EQ(header.find("METRICS"), std::string::npos) << r;
+  EXPECT_EQ(v1.find("0.9716666"), std::string::npos) << r;  // no float noise
+  EXPECT_EQ(v1.find("recall"), std::string::npos) << r;
+  EXPECT_EQ(v1.compare(header.find("ACCURACY"), 7, "0.972  "), 0) << r;
+  EXPECT_EQ(v1.compare(header.find("LATENCY_P50_MS_INT8"), 11, "0.0851 ms  "), 0) << r;
+  EXPECT_EQ(v1.compare(header.find("SIZE_BYTES_INT8"), 10, "41.1 KiB  "), 0) << r;
+  EXPECT_EQ(v11.compare(header.find("ACCURACY"), 5, "0.5  "), 0) << r;
+  EXPECT_EQ(v11.compare(header.find("LATENCY_P50_MS_INT8"), 3, "-  "), 0) << r;  // 1.1.0 has no latency
+  EXPECT_NE(v1.find("40 KiB"), std::string::npos) << r;                          // SIZE: the artifact
+  EXPECT_LT(DisplayWidth(v1), 160u) << r;  // was over 500 with every metric
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+
+  // A terminal of 80 columns (forced, with a fixed width): every line fits, long cells end in
+  // "…", the version (the first column) stays whole.
+  const std::map<std::string, std::string> tty80 = {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "80"}};
+  r = Run({"versions", "list", "cli-metrics"}, tty80);
+  ASSERT_EQ(r.code, kOk) << r;
+  ASSERT_EQ(Lines(r.out).size(), 3u) << r;
+  for (const auto& line : Lines(r.out)) EXPECT_LE(DisplayWidth(line), 80u) << r;
+  EXPECT_NE(r.out.find(kEllipsis), std::string::npos) << r;
+  EXPECT_FALSE(LineStartingWith(r.out, "1.0.0  ").empty()) << r;
+  EXPECT_NE(r.out.find("0.972"), std::string::npos) << r;
+  // Narrower than the columns' minimum width (6 each): printed at that width, over the edge.
+  r = Run({"versions", "list", "cli-metrics"}, {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "50"}});
+  ASSERT_EQ(r.code, kOk) << r;
+  EXPECT_GT(DisplayWidth(LineStartingWith(r.out, "1.0.0  ")), 50u) << r;
+  EXPECT_NE(LineStartingWith(r.out, "1.0.0  ").find("  0.972  "), std::string::npos) << r;
+  // A real pseudo-terminal, its width from COLUMNS.
+  r = RunOnTerminal({"versions", "list", "cli-metrics"}, {{"COLUMNS", "100"}});
+  ASSERT_EQ(r.code, kOk) << r;
+  EXPECT_FALSE(LineStartingWith(r.out, "1.0.0  ").empty()) << r;
+  for (const auto& line : Lines(r.out)) EXPECT_LE(DisplayWidth(line), 100u) << r;
+  EXPECT_NE(r.out.find(kEllipsis), std::string::npos) << r;
+  EXPECT_NE(r.out.find("0.0851 ms"), std::string::npos) << r;
+
+  // --wide on that terminal: every metric, rounded, nothing cut.
+  r = Run({"versions", "list", "cli-metrics", "--wide"}, tty80);
+  ASSERT_EQ(r.code, kOk) << r;
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+  for (const auto& [name, value] : kPipelineMetrics) {
+    std::string upper = name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_NE(LineStartingWith(r.out, "VERSION").find(upper), std::string::npos) << name << "\n" << r;
+  }
+  EXPECT_NE(LineStartingWith(r.out, "1.0.0 ").find("  0.922  "), std::string::npos)
+      << r;  // recall_fp32_lying_partial
+  EXPECT_GT(DisplayWidth(LineStartingWith(r.out, "VERSION")), 200u) << r;
+
+  // --metrics picks the columns, in its order.
+  r = Run({"versions", "list", "cli-metrics", "--metrics", "heldout_frames,accuracy_fp32"});
+  ASSERT_EQ(r.code, kOk) << r;
+  const std::string picked = LineStartingWith(r.out, "VERSION");
+  ASSERT_NE(picked.find("HELDOUT_FRAMES"), std::string::npos) << r;
+  ASSERT_NE(picked.find("ACCURACY_FP32"), std::string::npos) << r;
+  EXPECT_LT(picked.find("HELDOUT_FRAMES"), picked.find("ACCURACY_FP32")) << r;
+  EXPECT_EQ(picked.find("LATENCY_P50_MS_INT8"), std::string::npos) << r;
+  EXPECT_EQ(LineStartingWith(r.out, "1.0.0 ").compare(picked.find("HELDOUT_FRAMES"), 6, "1200  "), 0) << r;
+  EXPECT_EQ(LineStartingWith(r.out, "1.0.0 ").compare(picked.find("ACCURACY_FP32"), 7, "0.973  "), 0) << r;
+  r = Run({"versions", "list", "cli-metrics", "--metrics", "acuracy"});
+  EXPECT_EQ(r.code, kOk) << r;
+  EXPECT_NE(r.err.find("no version listed has the metric 'acuracy'"), std::string::npos) << r;
+
+  // -o json: every metric, exact; the table options change nothing in it.
+  r = Run({"versions", "list", "cli-metrics", "-o", "json"});
+  ASSERT_EQ(r.code, kOk) << r;
+  v1::ListVersionsResponse versions;
+  ASSERT_TRUE(ParseList(r.out, "versions", &versions));
+  ASSERT_EQ(versions.versions_size(), 2) << r;
+  const auto& got = versions.versions(1).manifest().metrics();
+  EXPECT_EQ(got.size(), kPipelineMetrics.size()) << r;
+  for (const auto& [name, value] : kPipelineMetrics) {
+    ASSERT_TRUE(got.contains(name)) << name;
+    EXPECT_EQ(got.at(name), value) << name;  // bit for bit
+  }
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"versions", "list", "cli-metrics", "-o", "json", "--wide"},
+           {"versions", "list", "cli-metrics", "-o", "json", "--metrics", "accuracy"}}) {
+    Result again = Run(args, tty80);
+    EXPECT_EQ(again.code, kOk) << again;
+    v1::ListVersionsResponse same;
+    ASSERT_TRUE(ParseList(again.out, "versions", &same));
+    EXPECT_TRUE(MessageDifferencer::Equals(same, versions)) << again;  // maps print in no fixed order
+  }
+  Result json_show = Run({"versions", "show", "cli-metrics@1.0.0", "-o", "json"});
+  ASSERT_EQ(json_show.code, kOk) << json_show;
+  v1::ModelVersion shown;
+  ASSERT_TRUE(ParseJson(json_show.out, &shown));
+  EXPECT_EQ(shown.manifest().metrics().at("accuracy"), 0.9716666666666667);
+  EXPECT_TRUE(MessageDifferencer::Equals(shown, versions.versions(1)));
+  v1::ModelVersion shown_on_tty;
+  ASSERT_TRUE(
+      ParseJson(Run({"versions", "show", "cli-metrics@1.0.0", "-o", "json"}, tty80).out, &shown_on_tty));
+  EXPECT_TRUE(MessageDifferencer::Equals(shown_on_tty, shown));
+
+  // show: one metric, label and param per line, rounded, sorted by name, never cut.
+  r = Run({"versions", "show", "cli-metrics@1.0.0"}, {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "40"}});
+  ASSERT_EQ(r.code, kOk) << r;
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+  const auto lines = Lines(r.out);
+  auto line_of = [&](const std::string& text) {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].find(text) != std::string::npos) return i;
+    }
+    return lines.size();
+  };
+  const size_t first = line_of("metrics:");
+  ASSERT_LT(first, lines.size()) << r;
+  const size_t value_col = lines[first].find("accuracy ");
+  ASSERT_NE(value_col, std::string::npos) << r;
+  EXPECT_NE(lines[first].find("0.972"), std::string::npos) << r;
+  size_t previous = first;
+  std::string previous_name;
+  for (const auto& [name, value] : kPipelineMetrics) {  // std::map: sorted by name
+    const size_t at = line_of(std::string(value_col, ' ') + name + " ");
+    const size_t here = name == "accuracy" ? first : at;
+    ASSERT_LT(here, lines.size()) << name << "\n" << r;
+    EXPECT_EQ(lines[here].find(name + " "), value_col) << name << "\n" << r;
+    if (!previous_name.empty()) {
+      EXPECT_EQ(here, previous + 1) << previous_name << " then " << name << "\n" << r;
+    }
+    previous = here;
+    previous_name = name;
+  }
+  EXPECT_NE(lines[line_of(std::string(value_col, ' ') + "latency_p50_ms_int8 ")].find("0.0851 ms"),
+            std::string::npos)
+      << r;
+  EXPECT_NE(lines[line_of(std::string(value_col, ' ') + "size_bytes_int8 ")].find("41.1 KiB"),
+            std::string::npos)
+      << r;
+  EXPECT_EQ(r.out.find("0.9716666"), std::string::npos) << r;
+  const size_t labels = line_of("labels:");
+  ASSERT_LT(labels, lines.size()) << r;
+  EXPECT_NE(lines[labels].find("dataset"), std::string::npos) << r;  // sorted: dataset before pipeline
+  EXPECT_NE(lines[labels + 1].find("pipeline"), std::string::npos) << r;
+  EXPECT_NE(lines[labels + 1].find("deploy-release"), std::string::npos) << r;
+  const size_t params = line_of("params:");
+  ASSERT_LT(params, lines.size()) << r;
+  EXPECT_NE(lines[params].find("architecture"), std::string::npos) << r;
+  EXPECT_NE(lines[params + 1].find("epochs"), std::string::npos) << r;
+}
+
+TEST_F(CliE2E, DevicesNameTheRolloutOfTheirDeploymentAndShowTheFailureInFull) {
+  auto digests = ModelWithVersions("cli-devro", {"1.0.0", "1.1.0", "1.2.0"});
+  Result r = Run({"enroll-tokens", "create", "cli-devro-line", "--auto-accept", "-o", "json"});
+  ASSERT_EQ(r.code, kOk) << r;
+  v1::CreateEnrollmentTokenResponse enroll;
+  ASSERT_TRUE(ParseJson(r.out, &enroll));
+  devsim::FleetSimulator::Options o;
+  o.devices = 2;
+  o.addresses = {server_->address()};
+  o.enrollment_token = enroll.token();
+  o.model = "cli-devro";
+  o.factory_version = "1.0.0";
+  o.factory_digest = digests["1.0.0"];
+  o.threads = 2;
+  o.channels_per_address = 1;
+  o.attributes = [](int i) {
+    v1::DeviceAttributes a = devsim::FleetSimulator::DefaultAttributes(i);
+    (*a.mutable_labels())["suite"] = "cli-devro";
+    return a;
+  };
+  devsim::FleetSimulator sim(o);
+  // Hardware ids of their own: the simulator's default ones are other tests' devices.
+  for (int i = 0; i < sim.size(); ++i)
+    sim.mutable_device(i).hardware_id = "cli-devro-hw-" + std::to_string(i);
+  ASSERT_TRUE(sim.EnrollAll().ok());
+  sim.Round();
+  const std::string selector = "labels.suite = \"cli-devro\"";
+
+  // Runs rounds until `done` (or a minute passes).
+  auto until = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      sim.Round();
+      std::this_thread::sleep_for(200ms);
+    }
+    return done();
+  };
+  auto rollout_state = [&](const std::string& id) {
+    Result shown = Run({"rollouts", "show", id, "-o", "json"});
+    v1::Rollout rollout;
+    if (shown.code != kOk || !ParseJson(shown.out, &rollout)) return v1::ROLLOUT_STATE_UNSPECIFIED;
+    return rollout.state();
+  };
+
+  // 1.1.0 everywhere, then 1.2.0, which fails on device 0 with a long reason.
+  r = Run({"rollouts", "create", "cli-devro", "1.1.0", "--target", selector, "--stage", "100", "-o", "json"});
+  ASSERT_EQ(r.code, kOk) << r;
+  v1::Rollout first;
+  ASSERT_TRUE(ParseJson(r.out, &first));
+  ASSERT_TRUE(until([&] { return rollout_state(first.rollout_id()) == v1::ROLLOUT_STATE_COMPLETED; }));
+  std::string reason =
+      "self-test failed: output differs from the reference by 0.41 > tolerance 0.001 at class 2";
+  while (reason.size() < 400) reason += "; and again at frame " + std::to_string(reason.size());
+  sim.SetFailurePolicy([&](int device, const v1::Assignment& a) -> std::optional<std::string> {
+    if (device == 0 && a.download_version() == "1.2.0") return reason;
+    return std::nullopt;
+  });
+  r = Run({"rollouts", "create", "cli-devro", "1.2.0", "--target", selector, "--stage",
+           "100:threshold=0.5:max-failure=1", "-o", "json"});
+  ASSERT_EQ(r.code, kOk) << r;
+  v1::Rollout second;
+  ASSERT_TRUE(ParseJson(r.out, &second));
+  const std::string ro1 = first.rollout_id(), ro2 = second.rollout_id();
+  ASSERT_TRUE(until([&] {
+    return sim.device(1).running_version == "1.2.0" && !sim.device(0).pending &&
+           !sim.device(0).reports.empty() && sim.device(0).reports.back().step == v1::DEPLOYMENT_STEP_FAILED;
+  }));
+  const std::string failed = sim.device(0).device_id, activated = sim.device(1).device_id;
+  EXPECT_EQ(sim.device(0).running_version, "1.1.0");  // what ro1 gave it
+
+  // The list names the rollout of each device's deployment.
+  r = Run({"devices", "list", "--filter", selector});
+  ASSERT_EQ(r.code, kOk) << r;
+  const std::string header = LineStartingWith(r.out, "DEVICE ID");
+  ASSERT_NE(header.find("DEPLOYMENT"), std::string::npos) << r;
+  EXPECT_EQ(header.find("  STEP  "), std::string::npos) << r;
+  EXPECT_EQ(LineStartingWith(r.out, failed + " ").find(ro2 + " FAILED"), header.find("DEPLOYMENT")) << r;
+  EXPECT_EQ(LineStartingWith(r.out, activated + " ").find(ro2 + " ACTIVATED"), header.find("DEPLOYMENT"))
+      << r;
+  EXPECT_NE(LineStartingWith(r.out, failed + " ").find("cli-devro@1.1.0"), std::string::npos) << r;
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+  // On a narrow terminal: fitted, the device ids whole.
+  r = Run({"devices", "list", "--filter", selector}, {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "80"}});
+  ASSERT_EQ(r.code, kOk) << r;
+  for (const auto& line : Lines(r.out)) EXPECT_LE(DisplayWidth(line), 80u) << r;
+  EXPECT_FALSE(LineStartingWith(r.out, failed + "  ").empty()) << r;
+  EXPECT_FALSE(LineStartingWith(r.out, activated + "  ").empty()) << r;
+  EXPECT_NE(r.out.find(kEllipsis), std::string::npos) << r;
+  r = Run({"devices", "list", "--filter", selector, "--wide"},
+          {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "80"}});
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+  EXPECT_NE(LineStartingWith(r.out, failed + " ").find(ro2 + " FAILED"), std::string::npos) << r;
+
+  // show: the rollout, the deployment id, and the device's reason in full, even on a narrow terminal.
+  r = Run({"devices", "show", failed}, {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "40"}});
+  ASSERT_EQ(r.code, kOk) << r;
+  const std::string deployment = LineStartingWith(r.out, "deployment:");
+  EXPECT_NE(deployment.find(ro2 + " FAILED (dep-"), std::string::npos) << r;
+  const std::string failure = LineStartingWith(r.out, "failure reason:");
+  ASSERT_GE(failure.size(), reason.size()) << r;
+  EXPECT_EQ(failure.substr(failure.size() - reason.size()), reason) << r;  // all of it, on its line
+  EXPECT_EQ(r.out.find(kEllipsis), std::string::npos) << r;
+  r = Run({"devices", "show", activated});
+  ASSERT_EQ(r.code, kOk) << r;
+  EXPECT_NE(LineStartingWith(r.out, "deployment:").find(ro2 + " ACTIVATED"), std::string::npos) << r;
+  EXPECT_TRUE(LineStartingWith(r.out, "failure reason:").empty()) << r;
+  EXPECT_NE(LineStartingWith(r.out, "labels:").find("suite"), std::string::npos) << r;
+
+  // -o json: the Device messages as they are, whatever the table options.
+  r = Run({"devices", "list", "--filter", selector, "-o", "json"});
+  ASSERT_EQ(r.code, kOk) << r;
+  v1::ListDevicesResponse devices;
+  ASSERT_TRUE(ParseList(r.out, "devices", &devices));
+  ASSERT_EQ(devices.devices_size(), 2) << r;
+  for (const auto& d : devices.devices()) {
+    EXPECT_EQ(d.current_deployment_step(),
+              d.device_id() == failed ? v1::DEPLOYMENT_STEP_FAILED : v1::DEPLOYMENT_STEP_ACTIVATED);
+  }
+  EXPECT_EQ(r.out.find(ro2), std::string::npos) << r;  // no rollout field was made up
+  v1::ListDevicesResponse same;
+  ASSERT_TRUE(ParseList(Run({"devices", "list", "--filter", selector, "-o", "json", "--wide"},
+                            {{"MODELFLEET_FORCE_TTY", "1"}, {"COLUMNS", "40"}})
+                            .out,
+                        "devices", &same));
+  EXPECT_TRUE(MessageDifferencer::Equals(same, devices));
+  r = Run({"devices", "show", failed, "-o", "json"});
+  v1::Device device;
+  ASSERT_TRUE(ParseJson(r.out, &device));
+  EXPECT_EQ(device.current_deployment_step(), v1::DEPLOYMENT_STEP_FAILED);
+  EXPECT_EQ(r.out.find(reason), std::string::npos) << r;
+  // The completed first rollout is named nowhere now: each device shows its newest deployment.
+  EXPECT_EQ(Run({"devices", "list", "--filter", selector}).out.find(ro1 + " "), std::string::npos);
 }
 
 }  // namespace
