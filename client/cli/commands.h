@@ -88,11 +88,7 @@ Status RevokeToken(const Settings& s, int64_t id);
 
 // ---------------------------------------------------------------- devices (commands_devices.cc)
 // The table's DEPLOYMENT column names the rollout of the device's newest deployment with its
-// step ("ro-3 FAILED"); `show` adds the reason the device gave for a failed step, in full. Both
-// are read from the devices' history (device_view.h): one more call per device with a
-// deployment, for at most kMaxDeploymentLookups devices of a list (the rest show the
-// deployment id instead, "dep-12 FAILED"); none with -o json, which prints the Device messages.
-inline constexpr size_t kMaxDeploymentLookups = 200;
+// step ("ro-3 FAILED"); `show` adds the reason of a failed, timed-out or cancelled step, in full.
 Status ListDevices(const Settings& s, const std::string& filter);
 Status ShowDevice(const Settings& s, const std::string& device_id);
 // verb: accept, reject, decommission

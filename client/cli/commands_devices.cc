@@ -1,8 +1,5 @@
 // `modelfleet devices list|show|accept|reject|decommission|preauthorize|history`.
 #include <iostream>
-#include <map>
-#include <optional>
-#include <set>
 
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -41,35 +38,7 @@ Expected<std::vector<v1::DeviceEvent>> FetchHistory(const Settings& s, v1::Fleet
   return events;
 }
 
-// The ids of the rollouts in state ROLLED_BACK (device_view.h needs them to tell a rollback).
-Expected<std::set<std::string>> FetchRolledBack(const Settings& s, v1::FleetService::Stub& stub) {
-  v1::ListRolloutsRequest req;
-  req.set_page_size(1000);
-  std::set<std::string> ids;
-  do {
-    Rpc rpc(s);
-    v1::ListRolloutsResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub.ListRollouts(&rpc.context, req, &resp), s));
-    for (const auto& r : resp.rollouts()) {
-      if (r.state() == v1::ROLLOUT_STATE_ROLLED_BACK) ids.insert(r.rollout_id());
-    }
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
-  return ids;
-}
-
-// What the history says about the device's newest deployment; nullopt if it cannot be read.
-// Best effort: the page is worth showing without it.
-std::optional<DeploymentFacts> LookUpDeployment(const Settings& s, v1::FleetService::Stub& stub,
-                                                const v1::Device& d,
-                                                const std::set<std::string>& rolled_back) {
-  auto history = FetchHistory(s, stub, d.device_id());
-  if (!history) return std::nullopt;
-  return ReadDeploymentFacts(*history, d.current_deployment_id(), d.current_deployment_step(), rolled_back);
-}
-
-// `facts`: of the newest deployment, if looked up.
-KeyValues DescribeDevice(const v1::Device& d, const std::optional<DeploymentFacts>& facts = std::nullopt) {
+KeyValues DescribeDevice(const v1::Device& d) {
   const auto& a = d.attributes();
   KeyValues kv = {{"device id", d.device_id()},
                   {"hardware id", d.hardware_id()},
@@ -84,21 +53,11 @@ KeyValues DescribeDevice(const v1::Device& d, const std::optional<DeploymentFact
   if (d.current_deployment_id().empty()) {
     kv.emplace_back("deployment", "-");
   } else {
-    const std::string rollout = facts ? facts->rollout_id : "";
-    kv.emplace_back("deployment", DeploymentLabel(d, rollout) +
-                                      (rollout.empty() ? "" : " (" + d.current_deployment_id() + ")"));
-    const v1::DeploymentStep step = d.current_deployment_step();
-    if (facts && IsFailedStep(step)) {
-      // In full, however long: it is what the operator came for.
-      std::string reason = facts->reason ? OrDash(*facts->reason) : "- (not in the device's history)";
-      if (!facts->reason &&
-          (step == v1::DEPLOYMENT_STEP_TIMED_OUT || step == v1::DEPLOYMENT_STEP_CANCELLED)) {
-        reason =
-            "- (set by the server, which records its reason in the device's history only for "
-            "steps the device reports)";
-      }
-      kv.emplace_back("failure reason", reason);
-    }
+    kv.emplace_back("deployment", DeploymentLabel(d) + (d.current_rollout_id().empty()
+                                                            ? ""
+                                                            : " (" + d.current_deployment_id() + ")"));
+    // In full, however long: it is what the operator came for.
+    if (IsFailedStep(d.current_deployment_step())) kv.emplace_back("failure reason", OrDash(d.current_deployment_reason()));
   }
   kv.emplace_back("last seen", FormatTime(d.last_seen()));
   return kv;
@@ -120,41 +79,17 @@ Status ListDevices(const Settings& s, const std::string& filter) {
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
 
-  // The rollouts of the deployments shown: table output only (JSON prints the Devices as they are).
-  std::map<std::string, std::string> rollout_of;  // device id -> rollout id
-  if (s.output == OutputFormat::kTable) {
-    size_t lookups = 0, skipped = 0;
-    std::optional<Expected<std::set<std::string>>> rolled_back;  // read once, if needed
-    for (const auto& d : devices) {
-      if (d.current_deployment_id().empty()) continue;
-      if (lookups == kMaxDeploymentLookups) {
-        ++skipped;
-        continue;
-      }
-      if (!rolled_back) rolled_back = FetchRolledBack(s, *stub);
-      if (!*rolled_back) break;  // without them a rollback could be taken for another rollout's
-      ++lookups;
-      if (auto facts = LookUpDeployment(s, *stub, d, **rolled_back))
-        rollout_of[d.device_id()] = facts->rollout_id;
-    }
-    if (skipped > 0) {
-      std::cerr << "(rollouts looked up for the first " << kMaxDeploymentLookups
-                << " devices with a deployment; " << skipped
-                << " more show their deployment id: --filter narrows the list)" << std::endl;
-    }
-  }
   PrintList<v1::Device>(
       s, devices,
       {"DEVICE ID", "HARDWARE ID", "ADMISSION", "SITE", "HW REV", "RUNNING", "DEPLOYMENT", "LAST SEEN"},
       [&](const v1::Device& d) {
-        auto it = rollout_of.find(d.device_id());
         return std::vector<std::string>{d.device_id(),
                                         d.hardware_id(),
                                         Short(v1::DeviceAdmission_Name(d.admission()), "DEVICE_ADMISSION_"),
                                         OrDash(d.attributes().site()),
                                         OrDash(d.attributes().hardware_revision()),
                                         Running(d),
-                                        DeploymentLabel(d, it == rollout_of.end() ? "" : it->second),
+                                        DeploymentLabel(d),
                                         FormatTime(d.last_seen())};
       });
   return Status::Ok();
@@ -169,13 +104,7 @@ Status ShowDevice(const Settings& s, const std::string& device_id) {
     Rpc rpc(s);
     MF_RETURN_IF_ERROR(FromGrpc(stub->GetDevice(&rpc.context, req, &d), s));
   }
-  std::optional<DeploymentFacts> facts;
-  if (s.output == OutputFormat::kTable && !d.current_deployment_id().empty()) {
-    auto rolled_back = FetchRolledBack(s, *stub);
-    facts = LookUpDeployment(s, *stub, d, rolled_back ? *rolled_back : std::set<std::string>{});
-    if (facts && !rolled_back) facts->rollout_id.clear();  // a rollback could be taken for another rollout's
-  }
-  PrintObject(s.output, d, [&] { return DescribeDevice(d, facts); });
+  PrintObject(s.output, d, [&] { return DescribeDevice(d); });
   return Status::Ok();
 }
 

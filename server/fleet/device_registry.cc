@@ -2,6 +2,7 @@
 
 #include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
+#include "fleet/rollout_manager.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
@@ -57,7 +58,9 @@ const char* const kDeviceColumns =
     "d.id, d.device_id, d.hardware_id, d.admission, d.attributes, d.running_model, d.running_version, "
     "d.running_digest, d.agent_state, " MF_EPOCH_MICROS("d.last_seen") ", "
     "(SELECT dp.id FROM deployments dp WHERE dp.device_id = d.id ORDER BY dp.id DESC LIMIT 1), "
-    "(SELECT dp.step FROM deployments dp WHERE dp.device_id = d.id ORDER BY dp.id DESC LIMIT 1)";
+    "(SELECT dp.step FROM deployments dp WHERE dp.device_id = d.id ORDER BY dp.id DESC LIMIT 1), "
+    "(SELECT dp.rollout_id FROM deployments dp WHERE dp.device_id = d.id ORDER BY dp.id DESC LIMIT 1), "
+    "(SELECT dp.reason FROM deployments dp WHERE dp.device_id = d.id ORDER BY dp.id DESC LIMIT 1)";
 
 v1::Device DeviceFromRow(const db::Row& row) {
   v1::Device d;
@@ -78,6 +81,8 @@ v1::Device DeviceFromRow(const db::Row& row) {
   if (!row.IsNull(10)) {
     d.set_current_deployment_id(DeploymentId(row.Int(10)));
     d.set_current_deployment_step(StepFromName(row.Str(11)));
+    d.set_current_rollout_id(RolloutManager::RolloutId(row.Int(12)));
+    d.set_current_deployment_reason(row.Str(13));
   }
   return d;
 }

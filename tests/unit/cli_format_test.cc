@@ -259,130 +259,14 @@ TEST(KeyValues, MapsBecomeEntries) {
   EXPECT_EQ(AlignedLines(TextEntries(labels)), "dataset  synthetic\nhw       rev3");
 }
 
-// ---- what a device's history says about its newest deployment
-
-v1::DeviceEvent Event(const std::string& kind, const std::string& detail) {
-  v1::DeviceEvent e;
-  e.set_kind(kind);
-  e.set_detail(detail);
-  return e;
-}
-
-TEST(DeploymentFacts, AFailedForwardDeploymentNamesItsRolloutAndTheWholeReason) {
-  const std::string reason =
-      "self-test: output differs from the reference by 0.41 > 0.001 at class 2 (lying_full); kept 1.1.0";
-  const std::vector<v1::DeviceEvent> history = {
-      Event("enrolled", "with token 3"), Event("assigned", "ro-1: mat-person@1.1.0"),
-      Event("deployment", "dep-1 ACTIVATED"), Event("assigned", "ro-2: mat-person@1.2.0"),
-      Event("deployment", "dep-2 FAILED: " + reason)};
-  const auto facts = ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_FAILED, {"ro-2"});
-  EXPECT_EQ(facts.rollout_id, "ro-2");
-  ASSERT_TRUE(facts.reason.has_value());
-  EXPECT_EQ(*facts.reason, reason);
-}
-
-TEST(DeploymentFacts, ADeploymentWithoutAReportBelongsToTheLastAssignment) {
-  const std::vector<v1::DeviceEvent> history = {Event("assigned", "ro-1: m@1.1.0"),
-                                                Event("deployment", "dep-1 ACTIVATED"),
-                                                Event("assigned", "ro-2: m@1.2.0")};
-  auto facts = ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_DOWNLOADING, {});
-  EXPECT_EQ(facts.rollout_id, "ro-2");
-  EXPECT_FALSE(facts.reason.has_value());
-  // Timed out by the server: no report, so no reason either.
-  facts = ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_TIMED_OUT, {});
-  EXPECT_EQ(facts.rollout_id, "ro-2");
-  EXPECT_FALSE(facts.reason.has_value());
-}
-
-TEST(DeploymentFacts, ARollbackBelongsToTheRolloutItUndoes) {
-  const std::vector<v1::DeviceEvent> history = {Event("assigned", "ro-1: m@1.1.0"),
-                                                Event("deployment", "dep-1 ACTIVATED"),
-                                                Event("deployment", "dep-2 ACTIVATED")};
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_ACTIVATED, {"ro-1"}).rollout_id,
-            "ro-1");
-}
-
-TEST(DeploymentFacts, AMaybeRollbackOfAnEarlierRolloutIsNotGuessed) {
-  // ro-1 ran on the device, ro-2 was assigned after it, then ro-1 was rolled back: dep-3 may
-  // be ro-1's rollback (rollbacks get no "assigned" event) or ro-2's deployment.
-  const std::vector<v1::DeviceEvent> history = {
-      Event("assigned", "ro-1: m@1.1.0"), Event("deployment", "dep-1 ACTIVATED"),
-      Event("assigned", "ro-2: m@1.2.0"), Event("deployment", "dep-3 ACTIVATED")};
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-3", v1::DEPLOYMENT_STEP_ACTIVATED, {"ro-1"}).rollout_id, "");
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-3", v1::DEPLOYMENT_STEP_ACTIVATED, {}).rollout_id, "ro-2");
-}
-
-TEST(DeploymentFacts, AnEarlierRolledBackRolloutThatNeverRanDoesNotHide) {
-  // ro-2 failed on this device and was rolled back: the device never ran it, no rollback here.
-  const std::vector<v1::DeviceEvent> history = {
-      Event("assigned", "ro-1: m@1.1.0"), Event("deployment", "dep-1 ACTIVATED"),
-      Event("assigned", "ro-2: m@1.2.0"), Event("deployment", "dep-2 FAILED: boom"),
-      Event("assigned", "ro-3: m@1.3.0"), Event("deployment", "dep-3 ACTIVATED")};
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-3", v1::DEPLOYMENT_STEP_ACTIVATED, {"ro-2"}).rollout_id,
-            "ro-3");
-}
-
-TEST(DeploymentFacts, ARetriedDeploymentShowsItsLastReportOfTheStep) {
-  const std::vector<v1::DeviceEvent> history = {Event("assigned", "ro-2: m@1.2.0"),
-                                                Event("deployment", "dep-2 FAILED: first: with a colon"),
-                                                Event("deployment", "dep-2 FAILED: second")};
-  auto facts = ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_FAILED, {});
-  EXPECT_EQ(facts.rollout_id, "ro-2");
-  EXPECT_EQ(facts.reason.value_or("(none)"), "second");
-  // Retried again and still on its way: the old failures are not its reason.
-  facts = ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_INSTALLING, {});
-  EXPECT_FALSE(facts.reason.has_value());
-}
-
-TEST(DeploymentFacts, ReportsOfAnotherDeploymentWithTheSamePrefixDoNotCount) {
-  const std::vector<v1::DeviceEvent> history = {
-      Event("assigned", "ro-1: m@1.0.0"), Event("deployment", "dep-1 FAILED: mine"),
-      Event("assigned", "ro-2: m@1.1.0"), Event("deployment", "dep-12 FAILED: theirs")};
-  auto facts = ReadDeploymentFacts(history, "dep-1", v1::DEPLOYMENT_STEP_FAILED, {});
-  EXPECT_EQ(facts.rollout_id, "ro-1");
-  EXPECT_EQ(facts.reason.value_or("(none)"), "mine");
-  facts = ReadDeploymentFacts(history, "dep-12", v1::DEPLOYMENT_STEP_FAILED, {});
-  EXPECT_EQ(facts.rollout_id, "ro-2");
-  EXPECT_EQ(facts.reason.value_or("(none)"), "theirs");
-  EXPECT_FALSE(ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_FAILED, {}).reason.has_value());
-}
-
-TEST(DeploymentFacts, ARollbackOfARolloutNotRolledBackIsNotGuessed) {
-  // dep-1 is ro-1's own deployment; dep-2 came after it without an assignment: a rollback, but
-  // ro-1 was not rolled back, so of some other rollout.
-  const std::vector<v1::DeviceEvent> history = {Event("assigned", "ro-1: m@1.1.0"),
-                                                Event("deployment", "dep-1 ACTIVATED"),
-                                                Event("deployment", "dep-2 FAILED: x")};
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-2", v1::DEPLOYMENT_STEP_FAILED, {}).rollout_id, "");
-}
-
-TEST(DeploymentFacts, AnEarlierRollbackThatShowedUpDoesNotHideLaterRollouts) {
-  // The canary ro-5 ran here and was rolled back (dep-51 is its rollback); ro-6 came after.
-  const std::vector<v1::DeviceEvent> history = {
-      Event("assigned", "ro-5: m@1.5.0"), Event("deployment", "dep-50 ACTIVATED"),
-      Event("deployment", "dep-51 ACTIVATED"), Event("assigned", "ro-6: m@1.6.0"),
-      Event("deployment", "dep-60 FAILED: boom")};
-  EXPECT_EQ(ReadDeploymentFacts(history, "dep-60", v1::DEPLOYMENT_STEP_FAILED, {"ro-5"}).rollout_id, "ro-6");
-  const std::vector<v1::DeviceEvent> before_report(history.begin(), history.end() - 1);
-  EXPECT_EQ(
-      ReadDeploymentFacts(before_report, "dep-60", v1::DEPLOYMENT_STEP_DOWNLOADING, {"ro-5"}).rollout_id,
-      "ro-6");
-}
-
-TEST(DeploymentFacts, NothingToGoOn) {
-  EXPECT_EQ(ReadDeploymentFacts({}, "dep-1", v1::DEPLOYMENT_STEP_FAILED, {}).rollout_id, "");
-  EXPECT_EQ(
-      ReadDeploymentFacts({Event("assigned", "garbled")}, "dep-1", v1::DEPLOYMENT_STEP_FAILED, {}).rollout_id,
-      "");
-}
-
 TEST(DeploymentLabel, NamesTheRolloutElseTheDeployment) {
   v1::Device d;
-  EXPECT_EQ(DeploymentLabel(d, "ro-3"), "-");
+  EXPECT_EQ(DeploymentLabel(d), "-");
   d.set_current_deployment_id("dep-12");
   d.set_current_deployment_step(v1::DEPLOYMENT_STEP_FAILED);
-  EXPECT_EQ(DeploymentLabel(d, "ro-3"), "ro-3 FAILED");
-  EXPECT_EQ(DeploymentLabel(d, ""), "dep-12 FAILED");
+  EXPECT_EQ(DeploymentLabel(d), "dep-12 FAILED");  // a server that does not send the rollout
+  d.set_current_rollout_id("ro-3");
+  EXPECT_EQ(DeploymentLabel(d), "ro-3 FAILED");
   EXPECT_TRUE(IsFailedStep(v1::DEPLOYMENT_STEP_TIMED_OUT));
   EXPECT_FALSE(IsFailedStep(v1::DEPLOYMENT_STEP_ACTIVATED));
 }
