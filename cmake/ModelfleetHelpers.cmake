@@ -1,13 +1,29 @@
 # modelfleet_add_test(NAME name SOURCES a.cc b.cc LIBS lib... [LABELS l...] [TIMEOUT s])
-# One GoogleTest executable registered as one CTest test. Tests get MODELFLEET_BINARY_DIR and
-# MODELFLEET_SOURCE_DIR in their environment so they can find the built binaries and fixtures.
+#   One GoogleTest executable registered as one CTest test. A GoogleTest skip (GTEST_SKIP)
+#   makes CTest report the test as skipped, not passed.
+# modelfleet_add_test(NAME name COMMAND script args... [LABELS l...] [TIMEOUT s])
+#   A script test; exit code 77 means skipped.
+# Every test gets MODELFLEET_BINARY_DIR and MODELFLEET_SOURCE_DIR in its environment so it can
+# find the built binaries and fixtures. scripts/test.sh fails a run in which any test was
+# skipped: a skip is not a pass.
 function(modelfleet_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
-  add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
-  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;COMMAND" ${ARGN})
+  if(NOT T_NAME OR (NOT T_SOURCES AND NOT T_COMMAND) OR (T_SOURCES AND T_COMMAND))
+    message(FATAL_ERROR "modelfleet_add_test: give NAME and either SOURCES or COMMAND")
+  endif()
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 600)
+  endif()
+  if(T_SOURCES)
+    add_executable(${T_NAME} ${T_SOURCES})
+    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+    # All test executables in one place (build/tests/), whichever folder registers them.
+    set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+    set_tests_properties(${T_NAME} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+  else()
+    add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
+    set_tests_properties(${T_NAME} PROPERTIES SKIP_RETURN_CODE 77)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES
     TIMEOUT ${T_TIMEOUT}

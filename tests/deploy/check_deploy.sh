@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/ (docker compose, Kubernetes, Dockerfile, examples) against the built
-# binaries; see check_deploy.py for what is asserted. CTest runs it twice (tests/deploy_tests.cmake):
+# binaries; see check_deploy.py for what is asserted. CTest runs it twice (tests/e2e/CMakeLists.txt):
 #
 #   check_deploy.sh SOURCE_DIR SERVER_BIN AGENT_BIN CLI_BIN
 #       the files as they are must pass.
