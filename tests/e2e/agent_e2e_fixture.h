@@ -188,13 +188,8 @@ class AgentE2E : public ::testing::Test {
     ASSERT_TRUE(testing::Cluster()->CreateDatabase(db_)) << testing::Cluster()->last_error();
     testing::ServerProcess::Options o;
     o.database_url = testing::Cluster()->conninfo(db_);
-    o.blob_store = "s3";
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-" + db_;
-    std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
+    testing::UseS3Peer(o, db_);
     bucket_ = o.s3_bucket;
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
     o.extra_args = {"--check-in-interval-seconds", "1", "--controller-interval-ms", "200"};
     std::string error;
     server_ = testing::ServerProcess::Start(o, &error);

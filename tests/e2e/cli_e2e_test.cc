@@ -125,11 +125,7 @@ class CliE2E : public ::testing::Test {
     database_url_ = new std::string(testing::Cluster()->conninfo(db));
     ServerProcess::Options o;
     o.database_url = *database_url_;
-    o.blob_store = "s3";
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-cli-" + std::to_string(::getpid());
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
+    testing::UseS3Peer(o, "cli-" + std::to_string(::getpid()));
     o.extra_args = {"--check-in-interval-seconds", "1", "--controller-interval-ms", "200"};
     std::string error;
     server_ = ServerProcess::Start(o, &error).release();

@@ -183,12 +183,7 @@ class FleetE2E : public ::testing::Test {
   void StartServer(std::vector<std::string> extra_args = {}) {
     ServerProcess::Options o;
     o.database_url = database_url_;
-    o.blob_store = "s3";
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-" + db_;
-    std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
+    testing::UseS3Peer(o, db_);
     o.extra_args = {"--check-in-interval-seconds", "1", "--controller-interval-ms", "200"};
     for (auto& a : extra_args) o.extra_args.push_back(std::move(a));
     std::string error;

@@ -45,12 +45,8 @@ class RegistryE2E : public ::testing::Test {
     database_url_ = testing::Cluster()->conninfo(db);
     ServerProcess::Options o;
     o.database_url = database_url_;
+    testing::UseS3Peer(o, db);
     o.blob_store = blob_store;
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-" + db;
-    std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
     o.extra_args = std::move(extra_args);
     std::string error;
     server_ = ServerProcess::Start(o, &error);

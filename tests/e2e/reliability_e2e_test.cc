@@ -73,12 +73,7 @@ class ReliabilityE2E : public ::testing::Test {
   void StartServer(int port = 0, int grace_seconds = 20) {
     ServerProcess::Options o;
     o.database_url = database_url_;
-    o.blob_store = "s3";
-    o.s3_endpoint = testing::S3Peer()->endpoint();
-    o.s3_bucket = "bucket-" + db_;
-    std::replace(o.s3_bucket.begin(), o.s3_bucket.end(), '_', '-');
-    o.s3_access_key = testing::S3rverProcess::kAccessKey;
-    o.s3_secret_key = testing::S3rverProcess::kSecretKey;
+    testing::UseS3Peer(o, db_);
     o.port = port;
     o.shutdown_grace_seconds = grace_seconds;
     o.extra_args = {"--check-in-interval-seconds", "1"};
@@ -116,6 +111,15 @@ class ReliabilityE2E : public ::testing::Test {
       return t;
     });
     return sim;
+  }
+
+  // SIGTERM and wait: the exit code and the seconds it took, printed as the README quotes them.
+  std::pair<int, double> StopServerTimed(const char* situation) {
+    const auto t0 = Clock::now();
+    const int code = server_->Stop();
+    const double took = SecondsSince(t0);
+    std::printf("[reliability] SIGTERM %s: exited %d after %.2f s\n", situation, code, took);
+    return {code, took};
   }
 
   // A scalar from the test's own connection to the server's database (a write transaction,
@@ -326,10 +330,7 @@ TEST_F(ReliabilityE2E, SigtermWithAStalledDownloadExitsWithinTheGrace) {
   ASSERT_TRUE(reader->Read(&first));
   std::this_thread::sleep_for(300ms);  // the server is now blocked writing
 
-  const auto t0 = Clock::now();
-  const int code = server_->Stop();
-  const double took = SecondsSince(t0);
-  std::printf("[reliability] SIGTERM with a stalled download, grace 3 s: exited %d after %.2f s\n", code, took);
+  const auto [code, took] = StopServerTimed("with a stalled download, grace 3 s");
   EXPECT_EQ(code, 0);
   EXPECT_LT(took, 4.0);
   const std::string log = server_->Log();
@@ -343,10 +344,7 @@ TEST_F(ReliabilityE2E, SigtermWithAStalledDownloadExitsWithinTheGrace) {
 TEST_F(ReliabilityE2E, SigtermWithNothingInFlightExitsAtOnce) {
   auto sim = MakeFleet(5);
   EXPECT_EQ(sim->Round().errors, 0);
-  const auto t0 = Clock::now();
-  const int code = server_->Stop();
-  const double took = SecondsSince(t0);
-  std::printf("[reliability] SIGTERM with nothing in flight: exited %d after %.2f s\n", code, took);
+  const auto [code, took] = StopServerTimed("with nothing in flight");
   EXPECT_EQ(code, 0);
   EXPECT_LT(took, 1.0);
   const std::string log = server_->Log();

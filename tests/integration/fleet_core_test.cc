@@ -139,6 +139,18 @@ class FleetCoreTest : public ::testing::Test {
     return r;
   }
 
+  // device_id -> devices.id, for every device.
+  std::map<std::string, int64_t> DeviceRowIds() {
+    std::map<std::string, int64_t> out;
+    Status s = pool_->Read([&](db::Tx& tx) -> Status {
+      MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id, id FROM devices"));
+      for (const auto& r : rows) out[r.Str(0)] = r.Int(1);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
   int64_t CountRollouts() {
     int64_t n = -1;
     EXPECT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
@@ -484,12 +496,7 @@ google::protobuf::RepeatedPtrField<v1::VersionTelemetry> One(const v1::VersionTe
 // batch fail and be re-queued forever, so no device's status or telemetry was written again.
 TEST_F(FleetCoreTest, WriteBehindDropsARowTheDatabaseRefusesAndWritesTheRest) {
   std::vector<std::string> ids = AddDevices(41, "berlin");
-  std::map<std::string, int64_t> row_of;
-  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
-                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id, id FROM devices"));
-                for (const auto& r : rows) row_of[r.Str(0)] = r.Int(1);
-                return Status::Ok();
-              }).ok());
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
   // The poisoned device already sits near bigint's limit: adding anything overflows.
   ASSERT_TRUE(pool_->Write([&](db::Tx& tx) -> Status {
                 return StatusOf(tx.Exec(
@@ -530,12 +537,7 @@ TEST_F(FleetCoreTest, WriteBehindDropsARowTheDatabaseRefusesAndWritesTheRest) {
 
 TEST_F(FleetCoreTest, WriteBehindKeepsRowsWhileTheDatabaseIsDownAndBoundsItsMemory) {
   std::vector<std::string> ids = AddDevices(30, "paris");
-  std::map<std::string, int64_t> row_of;
-  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
-                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id, id FROM devices"));
-                for (const auto& r : rows) row_of[r.Str(0)] = r.Int(1);
-                return Status::Ok();
-              }).ok());
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
   WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1), .max_pending_telemetry = 20});
   ASSERT_TRUE(Cluster()->Stop()) << Cluster()->last_error();
   for (const std::string& id : ids) {  // oldest first

@@ -11,6 +11,7 @@
 
 #include "postgres_environment.h"
 #include "s3rver.h"
+#include "server_process.h"
 
 namespace modelfleet::testing {
 
@@ -18,6 +19,17 @@ namespace modelfleet::testing {
 inline S3rverProcess*& S3Peer() {
   static S3rverProcess* s3 = nullptr;
   return s3;
+}
+
+// Points a server at the running s3rver, in a bucket of its own named after `name` (a
+// database name: '_' becomes '-', which bucket names need).
+inline void UseS3Peer(ServerProcess::Options& o, const std::string& name) {
+  o.blob_store = "s3";
+  o.s3_endpoint = S3Peer()->endpoint();
+  o.s3_bucket = "bucket-" + name;
+  for (char& c : o.s3_bucket) c = c == '_' ? '-' : c;
+  o.s3_access_key = S3rverProcess::kAccessKey;
+  o.s3_secret_key = S3rverProcess::kSecretKey;
 }
 
 class PeersEnvironment : public PostgresEnvironment {
