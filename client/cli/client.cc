@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/grpc_status.h"
 #include "modelfleet/validation.h"
 
 namespace modelfleet::cli {
@@ -30,8 +31,9 @@ Rpc::Rpc(const Settings& settings, bool streaming) {
 
 Status FromGrpc(const grpc::Status& status, const Settings& settings) {
   if (status.ok()) return Status::Ok();
-  const auto code = static_cast<StatusCode>(status.error_code());
-  std::string message = status.error_message();
+  const Status converted = client::StatusFromGrpc(status);
+  const StatusCode code = converted.code();
+  std::string message = converted.message();
   if (code == StatusCode::kUnavailable) {
     message = "server " + settings.server + " unavailable: " + message +
               (settings.insecure ? "" : " (TLS is on; --insecure for a plaintext server)");

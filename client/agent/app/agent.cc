@@ -14,14 +14,13 @@
 #include "agent/sensor/synthetic.h"
 #include "agent/update/fs_util.h"
 #include "common/channel_args.h"
+#include "common/grpc_status.h"
 #include "modelfleet/crypto.h"
 
 namespace modelfleet::agent::app {
 namespace {
 
-Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  return Status(static_cast<StatusCode>(s.error_code()), what + ": " + s.error_message());
-}
+using client::StatusFromGrpc;
 
 bool IsBackoffCode(StatusCode c) {
   return c == StatusCode::kUnavailable || c == StatusCode::kResourceExhausted ||
@@ -57,7 +56,7 @@ class GrpcReporter final : public update::DeploymentReporter {
     if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       return Unavailable("ReportDeployment: " + s.error_message());
     }
-    return FromGrpc(s, "ReportDeployment");
+    return StatusFromGrpc(s, "ReportDeployment");
   }
 
  private:
@@ -186,7 +185,7 @@ Status Agent::Enroll() {
       backoff_ = {};
       return Status::Ok();
     }
-    Status st = FromGrpc(s, "Enroll");
+    Status st = StatusFromGrpc(s, "Enroll");
     if (!IsBackoffCode(st.code())) return st;
     const auto wait = NextBackoff();
     spdlog::warn("{}; retrying in {} ms", st.ToString(), wait.count());
@@ -305,7 +304,7 @@ Status Agent::CheckIn(std::chrono::seconds* next) {
     } else if (!windows.empty()) {
       spdlog::error("CheckIn refused ({}); dropping the telemetry it carried", s.error_message());
     }
-    return FromGrpc(s, "CheckIn");
+    return StatusFromGrpc(s, "CheckIn");
   }
   attributes_sent_ = true;
   for (const auto& t : req.telemetry()) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "agent/update/fs_util.h"
+#include "common/grpc_status.h"
 
 namespace modelfleet::agent::update {
 
@@ -43,9 +44,9 @@ Status GrpcChunkFetcher::Fetch(uint64_t offset, uint64_t length, const Sink& sin
   if (!sink_status.ok()) return sink_status;
   if (!s.ok()) {
     // The server being busy is an outage, not a full local disk (see IsRetryable).
-    const auto code = s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED
-                          ? StatusCode::kUnavailable : static_cast<StatusCode>(s.error_code());
-    return Status(code, "Download: " + s.error_message());
+    Status status = client::StatusFromGrpc(s, "Download");
+    if (status.code() == StatusCode::kResourceExhausted) return Status(StatusCode::kUnavailable, status.message());
+    return status;
   }
   return Status::Ok();
 }
