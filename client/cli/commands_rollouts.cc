@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/rollout_view.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/v1/fleet.grpc.pb.h"
 
 namespace modelfleet::cli {
@@ -33,15 +34,8 @@ Expected<v1::Stage> ParseStage(const std::string& spec) {
   std::string part;
   bool first = true;
   auto number = [&](const std::string& text, const std::string& what) -> Expected<double> {
-    try {
-      size_t used = 0;
-      double v = std::stod(text, &used);
-      if (used != text.size()) throw std::invalid_argument(what);
-      return v;
-    } catch (const std::exception&) {
-      return Fail(
-          InvalidArgument("--stage", "'" + text + "' is not a number for " + what + " in '" + spec + "'"));
-    }
+    if (const std::optional<double> v = ParseNumber<double>(text)) return *v;
+    return Fail(InvalidArgument("--stage", "'" + text + "' is not a number for " + what + " in '" + spec + "'"));
   };
   while (std::getline(parts, part, ':')) {
     if (first) {

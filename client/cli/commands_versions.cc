@@ -16,6 +16,7 @@
 #include "modelfleet/crypto.h"
 #include "modelfleet/json.h"
 #include "modelfleet/manifest.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/v1/admin.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
 
@@ -144,14 +145,9 @@ Expected<v1::Manifest> BuildManifest(const PushOptions& o, const std::string& di
   if (o.version_counter != 0) m.set_version_counter(o.version_counter);
   for (const auto& kv : o.metrics) {
     MF_ASSIGN_OR_RETURN(auto p, SplitPair(kv, '=', "--metric"));
-    try {
-      size_t used = 0;
-      double v = std::stod(p.second, &used);
-      if (used != p.second.size()) throw std::invalid_argument(p.second);
-      (*m.mutable_metrics())[p.first] = v;
-    } catch (const std::exception&) {
-      return Fail(InvalidArgument("--metric", "'" + p.second + "' is not a number"));
-    }
+    const std::optional<double> v = ParseNumber<double>(p.second);
+    if (!v) return Fail(InvalidArgument("--metric", "'" + p.second + "' is not a number"));
+    (*m.mutable_metrics())[p.first] = *v;
   }
   for (const auto& kv : o.labels) {
     MF_ASSIGN_OR_RETURN(auto p, SplitPair(kv, '=', "--label"));

@@ -5,8 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <ctime>
+
+#include "modelfleet/numbers.h"
 
 namespace modelfleet::cli {
 
@@ -97,10 +98,8 @@ size_t ChooseTableWidth(bool wide, bool stdout_is_terminal, const std::optional<
                         int terminal_columns) {
   if (wide || !stdout_is_terminal) return 0;
   if (columns_env) {
-    size_t columns = 0;
-    const char* end = columns_env->data() + columns_env->size();
-    auto [ptr, ec] = std::from_chars(columns_env->data(), end, columns);
-    if (ec == std::errc() && ptr == end && columns > 0) return columns;
+    const std::optional<size_t> columns = ParseNumber<size_t>(*columns_env);
+    if (columns && *columns > 0) return *columns;
   }
   if (terminal_columns > 0) return static_cast<size_t>(terminal_columns);
   return 80;

@@ -6,11 +6,11 @@
 // nor skip rows).
 #pragma once
 
-#include <charconv>
 #include <string>
 #include <string_view>
 
 #include "modelfleet/crypto.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/status.h"
 
 namespace modelfleet {
@@ -43,12 +43,9 @@ inline Expected<std::string> DecodePageToken(const std::string& token, std::stri
 
 // A numeric last key. INVALID_ARGUMENT page_token if it is not one.
 inline Expected<int64_t> PageTokenId(const std::string& last_key) {
-  int64_t v = 0;
-  auto r = std::from_chars(last_key.data(), last_key.data() + last_key.size(), v);
-  if (last_key.empty() || r.ec != std::errc() || r.ptr != last_key.data() + last_key.size()) {
-    return Fail(InvalidArgument("page_token", "is corrupt"));
-  }
-  return v;
+  const std::optional<int64_t> v = ParseNumber<int64_t>(last_key);
+  if (!v) return Fail(InvalidArgument("page_token", "is corrupt"));
+  return *v;
 }
 
 }  // namespace modelfleet

@@ -2,11 +2,11 @@
 // id says what it names and a rollout id is never taken for a deployment id.
 #pragma once
 
-#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "modelfleet/numbers.h"
 #include "modelfleet/status.h"
 
 namespace modelfleet::util {
@@ -17,7 +17,7 @@ inline std::string FormatPrefixedId(std::string_view prefix, int64_t row_id) {
 }
 
 // The row number of `id` ("<prefix><positive decimal>", no sign, no leading zeros' tricks
-// beyond what from_chars accepts). INVALID_ARGUMENT naming `field` and `what` otherwise.
+// beyond what ParseNumber accepts). INVALID_ARGUMENT naming `field` and `what` otherwise.
 inline Expected<int64_t> ParsePrefixedId(std::string_view id, std::string_view prefix, std::string_view field,
                                          std::string_view what) {
   auto invalid = [&] {
@@ -28,10 +28,9 @@ inline Expected<int64_t> ParsePrefixedId(std::string_view id, std::string_view p
   if (!id.starts_with(prefix)) return invalid();
   const std::string_view digits = id.substr(prefix.size());
   if (digits.empty() || digits.size() > 19 || digits.front() < '1' || digits.front() > '9') return invalid();
-  int64_t value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (ec != std::errc() || end != digits.data() + digits.size() || value <= 0) return invalid();
-  return value;
+  const std::optional<int64_t> value = ParseNumber<int64_t>(digits);
+  if (!value || *value <= 0) return invalid();
+  return *value;
 }
 
 }  // namespace modelfleet::util

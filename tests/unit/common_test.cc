@@ -19,6 +19,7 @@
 
 #include "modelfleet/crypto.h"
 #include "modelfleet/manifest.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/status.h"
 #include "modelfleet/validation.h"
 #include "modelfleet/v1/model.pb.h"
@@ -749,4 +750,22 @@ TEST(ValidateManifest, UsesTheGivenPrefix) {
 }
 
 }  // namespace
+// The one parser of numbers that arrive as text.
+TEST(ParseNumber, TakesOnlyAWholeNumberOfTheType) {
+  EXPECT_EQ(ParseNumber<int64_t>("42"), 42);
+  EXPECT_EQ(ParseNumber<int64_t>("-7"), -7);
+  EXPECT_EQ(ParseNumber<uint64_t>("18446744073709551615"), ~uint64_t{0});
+  EXPECT_EQ(ParseNumber<double>("0.5"), 0.5);
+  EXPECT_EQ(ParseNumber<double>("1e-05"), 1e-05);
+  for (const char* bad : {"", " 1", "1 ", "12abc", "+1", "0x10", "1,5"}) {
+    EXPECT_FALSE(ParseNumber<int64_t>(bad)) << "'" << bad << "'";
+  }
+  EXPECT_FALSE(ParseNumber<uint64_t>("-1"));
+  EXPECT_FALSE(ParseNumber<uint64_t>("18446744073709551616"));  // out of range, not wrapped
+  EXPECT_FALSE(ParseNumber<int32_t>("2147483648"));
+  for (const char* bad : {"", "nan", "inf", "-inf", "1e400", "0.5x", ".", "1e"}) {
+    EXPECT_FALSE(ParseNumber<double>(bad)) << "'" << bad << "'";
+  }
+}
+
 }  // namespace modelfleet

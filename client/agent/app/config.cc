@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "modelfleet/numbers.h"
 
 namespace modelfleet::agent::app {
 namespace {
@@ -24,10 +25,9 @@ Status Bad(const std::string& key, const std::string& msg) { return InvalidArgum
 
 template <typename T>
 Status ParseUnsigned(const std::string& key, const std::string& v, T& out, T min, T max) {
-  uint64_t x = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || p != v.data() + v.size() || x < static_cast<uint64_t>(min) ||
-      x > static_cast<uint64_t>(max)) {
+  const std::optional<uint64_t> parsed = ParseNumber<uint64_t>(v);
+  const uint64_t x = parsed.value_or(0);
+  if (!parsed || x < static_cast<uint64_t>(min) || x > static_cast<uint64_t>(max)) {
     return Bad(key, "'" + v + "' is not an integer in [" + std::to_string(min) + ", " +
                         std::to_string(max) + "]");
   }
@@ -36,9 +36,9 @@ Status ParseUnsigned(const std::string& key, const std::string& v, T& out, T min
 }
 
 Status ParseDouble(const std::string& key, const std::string& v, double& out, double min, double max) {
-  double x = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || p != v.data() + v.size() || !std::isfinite(x) || x < min || x > max) {
+  const std::optional<double> parsed = ParseNumber<double>(v);
+  const double x = parsed.value_or(0);
+  if (!parsed || x < min || x > max) {
     std::ostringstream os;
     os << "'" << v << "' is not a number in [" << min << ", " << max << "]";
     return Bad(key, os.str());
@@ -83,7 +83,7 @@ Expected<std::chrono::milliseconds> ParseDuration(const std::string& text) {
   size_t i = 0;
   while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
   if (i == 0 || i > 12) return Fail(InvalidArgument("duration", "'" + t + "' is not a duration"));
-  const int64_t n = std::stoll(t.substr(0, i));
+  const int64_t n = ParseNumber<int64_t>(std::string_view(t).substr(0, i)).value_or(0);  // <= 12 digits
   const std::string unit = t.substr(i);
   if (unit.empty() || unit == "s") return std::chrono::milliseconds(n * 1000);
   if (unit == "ms") return std::chrono::milliseconds(n);

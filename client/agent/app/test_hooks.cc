@@ -1,7 +1,8 @@
 #include "agent/app/test_hooks.h"
 
-#include <charconv>
 #include <cstdlib>
+
+#include "modelfleet/numbers.h"
 
 namespace modelfleet::agent::app {
 
@@ -16,10 +17,9 @@ Expected<PauseAt> ParsePauseAt(std::string_view text) {
   if (at != std::string_view::npos) {
     name = text.substr(0, at);
     const std::string_view number = text.substr(at + 1);
-    auto [p, ec] = std::from_chars(number.data(), number.data() + number.size(), pause.min_bytes);
-    if (number.empty() || ec != std::errc() || p != number.data() + number.size()) {
-      return bad("has no byte count after '@' (Downloading@<bytes>)");
-    }
+    const auto bytes = ParseNumber<decltype(pause.min_bytes)>(number);
+    if (!bytes) return bad("has no byte count after '@' (Downloading@<bytes>)");
+    pause.min_bytes = *bytes;
   }
   const auto state = update::UpdateStateFromName(name);
   if (!state || *state == update::UpdateState::kIdle) {

@@ -9,7 +9,6 @@
 #include <torch/script.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -18,6 +17,8 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+
+#include "modelfleet/numbers.h"
 
 namespace modelfleet::agent::runtime {
 namespace {
@@ -78,13 +79,9 @@ std::optional<std::vector<int64_t>> ParseShape(std::string_view text) {
     std::string_view item = text.substr(pos, end - pos);
     while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    int64_t v = 0;
-    auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || v < 1 ||
-        v > (int64_t{1} << 31)) {
-      return std::nullopt;
-    }
-    shape.push_back(v);
+    const std::optional<int64_t> v = ParseNumber<int64_t>(item);
+    if (!v || *v < 1 || *v > (int64_t{1} << 31)) return std::nullopt;
+    shape.push_back(*v);
     pos = end + 1;
   }
   if (shape.empty() || shape.size() > 8) return std::nullopt;
