@@ -7,7 +7,9 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "cli/config.h"
 #include "modelfleet/status.h"
@@ -34,6 +36,26 @@ template <typename Service>
 Expected<std::unique_ptr<typename Service::Stub>> MakeStub(const Settings& settings) {
   MF_ASSIGN_OR_RETURN(auto channel, OpenChannel(settings));
   return Service::NewStub(channel);
+}
+
+// Every item of a paged List call: page after page (1000 at a time) until the server's
+// next_page_token is empty. `call` is the stub's method (&v1::FleetService::Stub::ListDevices),
+// `items` picks the repeated field of a response. Errors: the first failed page's, as FromGrpc.
+template <typename Stub, typename Request, typename Response, typename Items>
+auto ListAll(const Settings& settings, Stub& stub,
+             grpc::Status (Stub::*call)(grpc::ClientContext*, const Request&, Response*), Request request,
+             Items items) -> Expected<std::vector<typename std::decay_t<decltype(items(Response()))>::value_type>> {
+  std::vector<typename std::decay_t<decltype(items(Response()))>::value_type> all;
+  request.set_page_size(1000);
+  do {
+    Rpc rpc(settings);
+    Response response;
+    MF_RETURN_IF_ERROR(FromGrpc((stub.*call)(&rpc.context, request, &response), settings));
+    const auto& page = items(response);
+    all.insert(all.end(), page.begin(), page.end());
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return all;
 }
 
 // "a=b" -> {"a", "b"}. Errors: INVALID_ARGUMENT naming `what` when either side is empty.

@@ -39,15 +39,9 @@ Status AliasHistory(const Settings& s, const std::string& model, const std::stri
   v1::ListAliasHistoryRequest req;
   req.set_model(model);
   req.set_alias(alias);
-  req.set_page_size(1000);
-  std::vector<v1::AliasChange> changes;
-  do {
-    Rpc rpc(s);
-    v1::ListAliasHistoryResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListAliasHistory(&rpc.context, req, &resp), s));
-    changes.insert(changes.end(), resp.changes().begin(), resp.changes().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+  MF_ASSIGN_OR_RETURN(std::vector<v1::AliasChange> changes,
+                      ListAll(s, *stub, &v1::RegistryService::Stub::ListAliasHistory, req,
+                              [](const v1::ListAliasHistoryResponse& r) -> const auto& { return r.changes(); }));
   PrintList<v1::AliasChange>(
       s, changes, {"TIME", "ALIAS", "FROM", "TO", "ACTOR", "REASON"}, [](const v1::AliasChange& c) {
         return std::vector<std::string>{FormatTime(c.time()),   c.alias(),         OrDash(c.from_version()),

@@ -26,16 +26,8 @@ Expected<std::vector<v1::DeviceEvent>> FetchHistory(const Settings& s, v1::Fleet
                                                     const std::string& device_id) {
   v1::ListDeviceHistoryRequest req;
   req.set_device_id(device_id);
-  req.set_page_size(1000);
-  std::vector<v1::DeviceEvent> events;
-  do {
-    Rpc rpc(s);
-    v1::ListDeviceHistoryResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub.ListDeviceHistory(&rpc.context, req, &resp), s));
-    events.insert(events.end(), resp.events().begin(), resp.events().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
-  return events;
+  return ListAll(s, stub, &v1::FleetService::Stub::ListDeviceHistory, req,
+                 [](const v1::ListDeviceHistoryResponse& r) -> const auto& { return r.events(); });
 }
 
 KeyValues DescribeDevice(const v1::Device& d) {
@@ -69,15 +61,9 @@ Status ListDevices(const Settings& s, const std::string& filter) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(s));
   v1::ListDevicesRequest req;
   req.set_filter(filter);
-  req.set_page_size(1000);
-  std::vector<v1::Device> devices;
-  do {
-    Rpc rpc(s);
-    v1::ListDevicesResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListDevices(&rpc.context, req, &resp), s));
-    devices.insert(devices.end(), resp.devices().begin(), resp.devices().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+  MF_ASSIGN_OR_RETURN(std::vector<v1::Device> devices,
+                      ListAll(s, *stub, &v1::FleetService::Stub::ListDevices, req,
+                              [](const v1::ListDevicesResponse& r) -> const auto& { return r.devices(); }));
 
   PrintList<v1::Device>(
       s, devices,

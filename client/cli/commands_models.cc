@@ -39,15 +39,9 @@ Status ListModels(const Settings& s, bool include_archived) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::RegistryService>(s));
   v1::ListModelsRequest req;
   req.set_include_archived(include_archived);
-  req.set_page_size(1000);
-  std::vector<v1::Model> models;
-  do {
-    Rpc rpc(s);
-    v1::ListModelsResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListModels(&rpc.context, req, &resp), s));
-    models.insert(models.end(), resp.models().begin(), resp.models().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+  MF_ASSIGN_OR_RETURN(std::vector<v1::Model> models,
+                      ListAll(s, *stub, &v1::RegistryService::Stub::ListModels, req,
+                              [](const v1::ListModelsResponse& r) -> const auto& { return r.models(); }));
   PrintList<v1::Model>(s, models, {"NAME", "TASK", "CLASSES", "ARCHIVED", "CREATED"}, [](const v1::Model& m) {
     return std::vector<std::string>{m.name(), OrDash(m.task()), std::to_string(m.class_labels_size()),
                                     m.archived() ? "yes" : "no", FormatTime(m.create_time())};

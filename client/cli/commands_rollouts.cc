@@ -102,15 +102,9 @@ Status ListRollouts(const Settings& s, const std::string& model) {
   MF_ASSIGN_OR_RETURN(auto stub, MakeStub<v1::FleetService>(s));
   v1::ListRolloutsRequest req;
   req.set_model(model);
-  req.set_page_size(1000);
-  std::vector<v1::Rollout> rollouts;
-  do {
-    Rpc rpc(s);
-    v1::ListRolloutsResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListRollouts(&rpc.context, req, &resp), s));
-    rollouts.insert(rollouts.end(), resp.rollouts().begin(), resp.rollouts().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+  MF_ASSIGN_OR_RETURN(std::vector<v1::Rollout> rollouts,
+                      ListAll(s, *stub, &v1::FleetService::Stub::ListRollouts, req,
+                              [](const v1::ListRolloutsResponse& r) -> const auto& { return r.rollouts(); }));
   PrintList<v1::Rollout>(s, rollouts,
                          {"ROLLOUT ID", "MODEL", "VERSION", "TARGET", "STATE", "STAGE", "CREATED"},
                          [](const v1::Rollout& r) {

@@ -248,15 +248,9 @@ Status ListVersions(const Settings& s, const std::string& model, const std::stri
   v1::ListVersionsRequest req;
   req.set_model(model);
   req.set_filter(filter);
-  req.set_page_size(1000);
-  std::vector<v1::ModelVersion> versions;
-  do {
-    Rpc rpc(s);
-    v1::ListVersionsResponse resp;
-    MF_RETURN_IF_ERROR(FromGrpc(stub->ListVersions(&rpc.context, req, &resp), s));
-    versions.insert(versions.end(), resp.versions().begin(), resp.versions().end());
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+  MF_ASSIGN_OR_RETURN(std::vector<v1::ModelVersion> versions,
+                      ListAll(s, *stub, &v1::RegistryService::Stub::ListVersions, req,
+                              [](const v1::ListVersionsResponse& r) -> const auto& { return r.versions(); }));
   const std::vector<std::string> shown = MetricColumns(versions, metrics, s.wide);
   std::vector<std::string> headers = {"VERSION", "STATE", "ALIASES", "SIZE", "SHA256", "SIGNED BY"};
   for (const auto& name : shown) headers.push_back(MetricHeader(name));
