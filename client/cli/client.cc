@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/grpc_status.h"
+#include "modelfleet/rpc_details.h"
 #include "modelfleet/validation.h"
 
 namespace modelfleet::cli {
@@ -31,16 +32,22 @@ Rpc::Rpc(const Settings& settings, bool streaming) {
 
 Status FromGrpc(const grpc::Status& status, const Settings& settings) {
   if (status.ok()) return Status::Ok();
-  const Status converted = client::StatusFromGrpc(status);
+  Status converted = client::StatusFromGrpc(status);
   const StatusCode code = converted.code();
   std::string message = converted.message();
+  std::string field;
+  if (code == StatusCode::kInvalidArgument) {
+    if (auto violation = DecodeBadRequestField(status.error_details())) field = violation->field;
+  }
   if (code == StatusCode::kUnavailable) {
     message = "server " + settings.server + " unavailable: " + message +
               (settings.insecure ? "" : " (TLS is on; --insecure for a plaintext server)");
   } else if (code == StatusCode::kUnauthenticated && settings.token.empty()) {
     message += " (no token: give --token, MODELFLEET_TOKEN or `token =` in the config file)";
   }
-  return Status(code, message);
+  Status result(code, message);
+  if (!field.empty()) result.WithField(std::move(field));
+  return result;
 }
 
 Expected<std::pair<std::string, std::string>> SplitPair(const std::string& text, char sep,

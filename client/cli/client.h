@@ -29,7 +29,8 @@ class Rpc {
 };
 
 // gRPC status -> Status with the same code; for UNAVAILABLE the message names the server, for
-// UNAUTHENTICATED it says where a token comes from.
+// UNAUTHENTICATED it says where a token comes from; an INVALID_ARGUMENT's field comes from its
+// google.rpc.BadRequest detail.
 Status FromGrpc(const grpc::Status& status, const Settings& settings);
 
 template <typename Service>

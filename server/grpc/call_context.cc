@@ -8,15 +8,20 @@
 #include <random>
 
 #include "auth/method_roles.h"
+#include "modelfleet/rpc_details.h"
 
 namespace modelfleet::grpc_edge {
 
 grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context) {
   if (status.ok()) return grpc::Status::OK;
-  if (context != nullptr && !status.field().empty()) {
-    context->AddTrailingMetadata(kFieldViolationKey, status.field());
-  }
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
+  const auto code = static_cast<grpc::StatusCode>(status.code());
+  if (status.field().empty()) return grpc::Status(code, status.message());
+  if (context != nullptr) context->AddTrailingMetadata(kFieldViolationKey, status.field());
+  if (status.code() != StatusCode::kInvalidArgument) return grpc::Status(code, status.message());
+  // gRPC sends the third argument as the grpc-status-details-bin trailer.
+  return grpc::Status(code, status.message(),
+                      EncodeBadRequestStatus(static_cast<int>(code), status.message(),
+                                             {.field = status.field(), .description = status.message()}));
 }
 
 Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::TokenStore& tokens,

@@ -21,8 +21,9 @@ namespace modelfleet::grpc_edge {
 // Trailing metadata key naming the request field an INVALID_ARGUMENT (or NOT_FOUND) refers to.
 inline constexpr char kFieldViolationKey[] = "modelfleet-field";
 
-// Converts a Status to a grpc::Status with the same code and message; adds the field to the
-// trailing metadata of `context` when there is one.
+// Converts a Status to a grpc::Status with the same code and message. When the Status names a
+// field, adds it to the trailing metadata of `context` (modelfleet-field) and, for
+// INVALID_ARGUMENT, sends a google.rpc.BadRequest detail with it (grpc-status-details-bin).
 grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context);
 
 template <typename T>

@@ -18,6 +18,44 @@ def fail(message):
     sys.exit(1)
 
 
+def bad_request_field(error):
+    """The first field violation of the google.rpc.BadRequest detail in the error's
+    grpc-status-details-bin trailer, decoded by protobuf itself. Debian ships no googleapis
+    Python protos, so the two message types are declared here from their published schema."""
+    from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+    f = descriptor_pb2.FileDescriptorProto(name="rpc_status_test.proto", package="google.rpc",
+                                           syntax="proto3", dependency=["google/protobuf/any.proto"])
+    T = descriptor_pb2.FieldDescriptorProto
+    status = f.message_type.add(name="Status")
+    status.field.add(name="code", number=1, type=T.TYPE_INT32, label=T.LABEL_OPTIONAL)
+    status.field.add(name="message", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    status.field.add(name="details", number=3, type=T.TYPE_MESSAGE, label=T.LABEL_REPEATED,
+                     type_name=".google.protobuf.Any")
+    bad = f.message_type.add(name="BadRequest")
+    violation = bad.nested_type.add(name="FieldViolation")
+    violation.field.add(name="field", number=1, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    violation.field.add(name="description", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    bad.field.add(name="field_violations", number=1, type=T.TYPE_MESSAGE, label=T.LABEL_REPEATED,
+                  type_name=".google.rpc.BadRequest.FieldViolation")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(f)
+    factory = message_factory.MessageFactory(pool)
+    Status = factory.GetPrototype(pool.FindMessageTypeByName("google.rpc.Status"))
+    BadRequest = factory.GetPrototype(pool.FindMessageTypeByName("google.rpc.BadRequest"))
+    details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if not details:
+        return None
+    decoded = Status.FromString(details)
+    if decoded.code != error.code().value[0]:
+        fail("grpc-status-details-bin code %d != the call's %s" % (decoded.code, error.code()))
+    for any_detail in decoded.details:
+        if any_detail.type_url == "type.googleapis.com/google.rpc.BadRequest":
+            violations = BadRequest.FromString(any_detail.value).field_violations
+            return violations[0] if violations else None
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--proto-dir", required=True)
@@ -110,8 +148,12 @@ def main():
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.INVALID_ARGUMENT or "filter" not in e.details():
             fail("bad filter gave %s %s" % (e.code(), e.details()))
+        violation = bad_request_field(e)
+        if violation is None or violation.field != "filter" or not violation.description:
+            fail("bad filter's error has no google.rpc.BadRequest detail naming 'filter': %s" % (violation,))
 
-    print("python client: pushed 3, listed, aliased, downloaded (whole and resumed): OK")
+    print("python client: pushed 3, listed, aliased, downloaded (whole and resumed), "
+          "decoded a BadRequest detail: OK")
 
 
 if __name__ == "__main__":

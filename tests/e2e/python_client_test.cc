@@ -33,7 +33,7 @@ TEST(PythonClient, PushesListsAliasesAndDownloads) {
                          "--token", token},
                         &output);
   EXPECT_EQ(code, 0) << output << "\nserver log:\n" << server->Log();
-  EXPECT_NE(output.find("OK"), std::string::npos) << output;
+  EXPECT_NE(output.find("decoded a BadRequest detail: OK"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 #include <limits>
 #include <sstream>
 
+#include "cli/client.h"
 #include "cli/device_view.h"
 #include "cli/format.h"
 #include "cli/output.h"
+#include "modelfleet/rpc_details.h"
 
 namespace modelfleet::cli {
 namespace {
@@ -269,6 +271,20 @@ TEST(DeploymentLabel, NamesTheRolloutElseTheDeployment) {
   EXPECT_EQ(DeploymentLabel(d), "ro-3 FAILED");
   EXPECT_TRUE(IsFailedStep(v1::DEPLOYMENT_STEP_TIMED_OUT));
   EXPECT_FALSE(IsFailedStep(v1::DEPLOYMENT_STEP_ACTIVATED));
+}
+
+// The CLI reads the field of an INVALID_ARGUMENT from its google.rpc.BadRequest detail.
+TEST(FromGrpc, ReadsTheFieldOfABadRequestDetail) {
+  Settings settings;
+  const grpc::Status bad(grpc::StatusCode::INVALID_ARGUMENT, "filter: unknown operator '~' at column 18",
+                         EncodeBadRequestStatus(3, "filter: unknown operator", {"filter", "unknown operator"}));
+  const Status s = FromGrpc(bad, settings);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.field(), "filter");
+  EXPECT_EQ(s.message(), "filter: unknown operator '~' at column 18");
+  // Without a detail (an older server) there is no field, and nothing else changes.
+  EXPECT_EQ(FromGrpc(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x"), settings).field(), "");
+  EXPECT_EQ(FromGrpc(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x", "\xff garbage"), settings).field(), "");
 }
 
 }  // namespace

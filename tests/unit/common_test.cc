@@ -20,6 +20,7 @@
 #include "modelfleet/crypto.h"
 #include "modelfleet/manifest.h"
 #include "modelfleet/numbers.h"
+#include "modelfleet/rpc_details.h"
 #include "modelfleet/status.h"
 #include "modelfleet/validation.h"
 #include "modelfleet/v1/model.pb.h"
@@ -766,6 +767,29 @@ TEST(ParseNumber, TakesOnlyAWholeNumberOfTheType) {
   for (const char* bad : {"", "nan", "inf", "-inf", "1e400", "0.5x", ".", "1e"}) {
     EXPECT_FALSE(ParseNumber<double>(bad)) << "'" << bad << "'";
   }
+}
+
+// google.rpc.Status with a BadRequest detail, as the server sends it on INVALID_ARGUMENT (the
+// Python e2e client decodes the same bytes with protobuf's own implementation).
+TEST(RpcDetails, BadRequestRoundTripsAndMalformedBytesAreRefused) {
+  const std::string bytes =
+      EncodeBadRequestStatus(3, "manifest.version: is not SemVer", {"manifest.version", "is not SemVer"});
+  auto violation = DecodeBadRequestField(bytes);
+  ASSERT_TRUE(violation);
+  EXPECT_EQ(violation->field, "manifest.version");
+  EXPECT_EQ(violation->description, "is not SemVer");
+  // Field 1 (code, varint 3), then the message: the layout every protobuf reader expects.
+  EXPECT_EQ(bytes.substr(0, 4), std::string("\x08\x03\x12\x1f", 4));
+  // Every truncation is refused or yields nothing; none reads past the end (ASan watches).
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto cut = DecodeBadRequestField(std::string_view(bytes).substr(0, n));
+    if (cut) {
+      EXPECT_EQ(cut->field, "manifest.version") << n;
+    }
+  }
+  EXPECT_FALSE(DecodeBadRequestField(""));
+  EXPECT_FALSE(DecodeBadRequestField("\xff\xff\xff"));
+  EXPECT_FALSE(DecodeBadRequestField(EncodeBadRequestStatus(3, "x", {"", ""}).substr(0, 5)));
 }
 
 }  // namespace modelfleet
