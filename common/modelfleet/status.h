@@ -3,7 +3,8 @@
 //
 // Library exceptions (libpqxx, libcurl, OpenSSL, libtorch) are caught inside their wrapper
 // and turned into a Status there; nothing above the wrappers throws for expected failures.
-// Conversion to grpc::Status happens in exactly one place (server/grpc/status_convert.h).
+// Conversion to grpc::Status happens in exactly one place (ToGrpcStatus, server/grpc/call_context.h),
+// and back on the client side in one other (client/common/grpc_status.h).
 #pragma once
 
 #include <expected>
