@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "agent/app/grpc_transport.h"
 #include "agent/app/test_hooks.h"
 #include "agent/runtime/self_test.h"
 #include "agent/sensor/presence_tracker.h"
@@ -27,43 +28,6 @@ bool IsBackoffCode(StatusCode c) {
          c == StatusCode::kDeadlineExceeded || c == StatusCode::kUnknown ||
          c == StatusCode::kInternal || c == StatusCode::kAborted;
 }
-
-class GrpcReporter final : public update::DeploymentReporter {
- public:
-  GrpcReporter(v1::DeviceService::Stub& stub, const std::string& token, std::chrono::seconds timeout)
-      : stub_(stub), token_(token), timeout_(timeout) {}
-  Status Report(const v1::DeploymentReport& report) override {
-    // A few quick retries: the server may be restarting; the caller keeps the state otherwise.
-    grpc::Status s;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.AddMetadata("authorization", "Bearer " + token_);
-      ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
-      v1::ReportDeploymentResponse resp;
-      s = stub_.ReportDeployment(&ctx, report, &resp);
-      if (s.ok()) {
-        spdlog::info("reported {} {} bytes_done={}", report.deployment_id(),
-                     v1::DeploymentStep_Name(report.step()), report.bytes_done());
-        return Status::Ok();
-      }
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-          s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(300 * (attempt + 1)));
-    }
-    // Throttled or away: the updater keeps its state and repeats the report later.
-    if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-      return Unavailable("ReportDeployment: " + s.error_message());
-    }
-    return StatusFromGrpc(s, "ReportDeployment");
-  }
-
- private:
-  v1::DeviceService::Stub& stub_;
-  const std::string& token_;
-  std::chrono::seconds timeout_;
-};
 
 }  // namespace
 
@@ -497,7 +461,7 @@ Status Agent::Run() {
   updater_ = std::make_unique<update::Updater>(
       *state_, *store_, *runtime_, *reporter_,
       [channel, token, timeout](const v1::Assignment& a) -> std::unique_ptr<update::ChunkFetcher> {
-        return std::make_unique<update::GrpcChunkFetcher>(channel, *token, a.download_model(),
+        return std::make_unique<GrpcChunkFetcher>(channel, *token, a.download_model(),
                                                           a.download_version(), timeout);
       },
       uo,

@@ -8,48 +8,8 @@
 #include <thread>
 
 #include "agent/update/fs_util.h"
-#include "common/grpc_status.h"
 
 namespace modelfleet::agent::update {
-
-GrpcChunkFetcher::GrpcChunkFetcher(std::shared_ptr<grpc::Channel> channel, std::string token,
-                                   std::string model, std::string version,
-                                   std::chrono::seconds timeout)
-    : stub_(v1::RegistryService::NewStub(std::move(channel))),
-      token_(std::move(token)),
-      model_(std::move(model)),
-      version_(std::move(version)),
-      timeout_(timeout) {}
-
-Status GrpcChunkFetcher::Fetch(uint64_t offset, uint64_t length, const Sink& sink) {
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + token_);
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
-  v1::DownloadRequest req;
-  req.mutable_ref()->set_model(model_);
-  req.mutable_ref()->set_version(version_);
-  req.set_offset(offset);
-  req.set_length(length);
-  auto reader = stub_->Download(&ctx, req);
-  v1::DownloadChunk chunk;
-  Status sink_status;
-  while (reader->Read(&chunk)) {
-    sink_status = sink(chunk);
-    if (!sink_status.ok()) {
-      ctx.TryCancel();
-      break;
-    }
-  }
-  grpc::Status s = reader->Finish();
-  if (!sink_status.ok()) return sink_status;
-  if (!s.ok()) {
-    // The server being busy is an outage, not a full local disk (see IsRetryable).
-    Status status = client::StatusFromGrpc(s, "Download");
-    if (status.code() == StatusCode::kResourceExhausted) return Status(StatusCode::kUnavailable, status.message());
-    return status;
-  }
-  return Status::Ok();
-}
 
 Expected<DownloadResult> DownloadToPartial(ChunkFetcher& fetcher, const std::string& digest,
                                            uint64_t size, const std::filesystem::path& part,

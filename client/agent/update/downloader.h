@@ -7,8 +7,6 @@
 // reserve, else RESOURCE_EXHAUSTED.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,29 +16,18 @@
 #include <string>
 
 #include "modelfleet/status.h"
-#include "modelfleet/v1/registry.grpc.pb.h"
+#include "modelfleet/v1/registry.pb.h"
 
 namespace modelfleet::agent::update {
 
-// Where chunks come from: RegistryService.Download, or a fake in tests.
+// Where chunks come from: RegistryService.Download (agent/app/grpc_transport.h), or a fake in
+// tests. The update flow itself knows no gRPC.
 class ChunkFetcher {
  public:
   virtual ~ChunkFetcher() = default;
   using Sink = std::function<Status(const v1::DownloadChunk&)>;
   // Streams [offset, offset+length) (length 0 = to the end) into `sink`, in order.
   virtual Status Fetch(uint64_t offset, uint64_t length, const Sink& sink) = 0;
-};
-
-class GrpcChunkFetcher final : public ChunkFetcher {
- public:
-  GrpcChunkFetcher(std::shared_ptr<grpc::Channel> channel, std::string token, std::string model,
-                   std::string version, std::chrono::seconds timeout);
-  Status Fetch(uint64_t offset, uint64_t length, const Sink& sink) override;
-
- private:
-  std::unique_ptr<v1::RegistryService::Stub> stub_;
-  std::string token_, model_, version_;
-  std::chrono::seconds timeout_;
 };
 
 struct DownloadOptions {
