@@ -10,13 +10,13 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
-#include <mutex>
-#include <thread>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "auth/method_roles.h"
 #include "auth/token_store.h"

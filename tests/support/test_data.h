@@ -45,4 +45,50 @@ inline v1::Manifest ManifestFor(const std::string& model, const std::string& ver
   return m;
 }
 
+// The digest SmallManifest() carries (SHA-256 of "abc").
+inline constexpr char kSmallManifestDigest[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+// A small manifest exercising every kind of record of the canonical encoding (common_test pins
+// its bytes; parser_fuzz_test mutates it). Map entries are inserted in reverse
+// order so that sorted output cannot come from insertion order.
+inline v1::Manifest SmallManifest() {
+  v1::Manifest m;
+  m.set_model("mat-detector");
+  m.set_version("1.2.0");
+  m.set_format("torchscript-int8");
+  // quantization left empty: the record must still be present.
+  m.set_digest(kSmallManifestDigest);
+  m.set_size_bytes(1234);
+  m.set_version_counter(7);
+  auto* in = m.mutable_input_spec();
+  in->add_shape(1);
+  in->add_shape(16);
+  in->set_dtype("float32");
+  in->set_layout("NC");
+  in->add_mean(0.1);
+  in->add_std(1.0);
+  m.add_class_labels("empty");
+  m.add_class_labels("sitting");
+  (*m.mutable_metrics())["latency_ms"] = 3.5;
+  (*m.mutable_metrics())["eps"] = 0.00001;
+  (*m.mutable_metrics())["accuracy"] = 0.94;
+  (*m.mutable_params())["lr"] = "0.001";
+  (*m.mutable_labels())["hw"] = "rev3";
+  (*m.mutable_labels())["board"] = "pi";
+  (*m.mutable_labels())["Zone"] = "eu";  // 'Z' (0x5a) sorts before 'b' (0x62) by bytes
+  auto* l = m.mutable_lineage();
+  l->set_git_commit("abc123");
+  l->set_parent_version("1.1.0");
+  l->set_dataset("mats-v2");
+  auto* t = m.mutable_self_test();
+  t->add_reference_input(0.1f);  // a float: shortest form for float is "0.1"
+  t->add_reference_output(0.25f);
+  t->add_reference_output(1.0f);
+  t->set_tolerance(0.01);
+  t->set_latency_budget_ms(5);
+  m.mutable_signature()->set_key_id("ci-key-1");
+  m.mutable_signature()->set_signature(std::string(64, 'S'));
+  return m;
+}
+
 }  // namespace modelfleet::testing

@@ -60,6 +60,7 @@
 #include "modelfleet/v1/fleet.pb.h"
 #include "modelfleet/v1/model.pb.h"
 #include "registry/version_filter.h"
+#include "test_data.h"
 
 namespace modelfleet {
 namespace {
@@ -574,7 +575,7 @@ TEST(FrameDecoderFuzz, MutatedStreamsAreAccountedForAndSplitIndependent) {
 // the whole run are reproducible.
 constexpr char kRfcSecretKeyHex[] = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 constexpr char kRfcPublicKeyHex[] = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-constexpr char kDigest[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+constexpr const char* kDigest = testing::kSmallManifestDigest;
 
 std::string Unhex(std::string_view hex) {
   auto bytes = HexDecode(hex);
@@ -582,40 +583,10 @@ std::string Unhex(std::string_view hex) {
   return bytes.value_or("");
 }
 
-// The manifest of common_test.cc's canonical-encoding test, and variants with more map entries,
+// The manifest of common_test.cc's canonical-encoding test (testing::SmallManifest), and variants with more map entries,
 // values holding spaces and newlines, and longer repeated fields.
 std::vector<v1::Manifest> UnsignedManifestSeeds() {
-  v1::Manifest small;
-  small.set_model("mat-detector");
-  small.set_version("1.2.0");
-  small.set_format("torchscript-int8");
-  small.set_digest(kDigest);
-  small.set_size_bytes(1234);
-  small.set_version_counter(7);
-  auto* in = small.mutable_input_spec();
-  in->add_shape(1);
-  in->add_shape(16);
-  in->set_dtype("float32");
-  in->set_layout("NC");
-  in->add_mean(0.1);
-  in->add_std(1.0);
-  small.add_class_labels("empty");
-  small.add_class_labels("sitting");
-  (*small.mutable_metrics())["latency_ms"] = 3.5;
-  (*small.mutable_metrics())["eps"] = 0.00001;
-  (*small.mutable_metrics())["accuracy"] = 0.94;
-  (*small.mutable_params())["lr"] = "0.001";
-  (*small.mutable_labels())["hw"] = "rev3";
-  (*small.mutable_labels())["board"] = "pi";
-  (*small.mutable_labels())["Zone"] = "eu";
-  small.mutable_lineage()->set_git_commit("abc123");
-  small.mutable_lineage()->set_parent_version("1.1.0");
-  small.mutable_lineage()->set_dataset("mats-v2");
-  small.mutable_self_test()->add_reference_input(0.1f);
-  small.mutable_self_test()->add_reference_output(0.25f);
-  small.mutable_self_test()->add_reference_output(1.0f);
-  small.mutable_self_test()->set_tolerance(0.01);
-  small.mutable_self_test()->set_latency_budget_ms(5);
+  const v1::Manifest small = testing::SmallManifest();
 
   v1::Manifest minimal;
   minimal.set_model("m");
