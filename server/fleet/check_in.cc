@@ -10,6 +10,7 @@
 #include "fleet/deployment_state.h"
 #include "fleet/device_registry.h"
 #include "fleet/rollout_manager.h"
+#include "fleet/rollout_state.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
 #include "util/cache_sync.h"
@@ -121,7 +122,8 @@ Status CheckInService::ReloadSnapshot() {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT r.id, r.state, m.name, v.version, v.manifest, r.target, r.cohort_cutoff, r.deployment_timeout_seconds, "
         "r.updated_at::text FROM rollouts r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id "
-        "WHERE r.state <> 'QUEUED' ORDER BY r.id DESC LIMIT 200"));
+        "WHERE r.state <> $1 ORDER BY r.id DESC LIMIT 200",
+        {std::string(RolloutStateName(v1::ROLLOUT_STATE_QUEUED))}));
     for (const auto& row : rows) {
       RolloutView view;
       view.row_id = row.Int(0);
@@ -333,8 +335,8 @@ Status CheckInService::WriteCreations(std::vector<std::unique_ptr<Creation>>& ba
     // them) or happens first (and this sees it).
     MF_ASSIGN_OR_RETURN(auto states, tx.Exec(
         "SELECT id FROM rollouts WHERE id IN (SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)) "
-        "AND state IN ('RUNNING', 'COMPLETED') FOR SHARE",
-        {rollout_ids}));
+        "AND state = ANY($2::text[]) FOR SHARE",
+        {rollout_ids, RolloutStatesSqlArray(RolloutStatesWhere(AssignsNewDevices))}));
     for (const auto& row : states) live.insert(row.Int(0));
     std::set<std::pair<int64_t, int64_t>> seen;  // one row per (rollout, device): ON CONFLICT touches a row once
     std::string json = "[";
@@ -464,9 +466,10 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     if (!r.target.Matches(device.attributes)) continue;
     if (CohortBucket(device.device_id, r.rollout_id) >= r.cutoff) continue;
     decided_models.insert(r.model);
-    if (r.state == "ABORTED") continue;  // devices stay where they are
+    const v1::RolloutState state = RolloutStateFromName(r.state).value_or(v1::ROLLOUT_STATE_UNSPECIFIED);
+    if (state == v1::ROLLOUT_STATE_ABORTED) continue;  // devices stay where they are
     const v1::RunningModel* running = RunningOf(request, r.model);
-    const bool rollback = r.state == "ROLLED_BACK";
+    const bool rollback = state == v1::ROLLOUT_STATE_ROLLED_BACK;
     // Only devices still running the rolled-back version have anything to do (and only they
     // cost a database round trip).
     if (rollback && (!running || running->version() != r.version)) continue;
@@ -511,7 +514,7 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
       assignment.set_download_version(previous);
     } else {
       if (!forward) {
-        if (r.state != "RUNNING" && r.state != "COMPLETED") continue;  // paused: no new devices
+        if (!AssignsNewDevices(state)) continue;  // paused: no new devices
         auto creation = std::make_unique<Creation>();
         creation->rollout_row_id = r.row_id;
         creation->device_row_id = device.row_id;
@@ -564,9 +567,9 @@ Expected<std::optional<v1::Assignment>> CheckInService::AssignmentUnderWay(const
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "SELECT dep.id, dep.is_rollback, dep.target_version, m.name, r.id, r.deployment_timeout_seconds "
         "FROM deployments dep JOIN rollouts r ON r.id = dep.rollout_id JOIN models m ON m.id = r.model_id "
-        "WHERE dep.device_id = $1 AND dep.step IN " MF_IN_PROGRESS_STEPS_SQL " AND r.state <> 'ABORTED' "
+        "WHERE dep.device_id = $1 AND dep.step IN " MF_IN_PROGRESS_STEPS_SQL " AND r.state <> $2 "
         "ORDER BY dep.id DESC LIMIT 1",
-        {device.row_id}));
+        {device.row_id, std::string(RolloutStateName(v1::ROLLOUT_STATE_ABORTED))}));
     if (rows.empty()) return Status::Ok();
     assignment.emplace();
     assignment->set_deployment_id(DeploymentId(rows[0].Int(0)));

@@ -77,4 +77,10 @@ S StepFromName(std::string_view name) {
   return step;
 }
 
+std::string StepsSqlArray(const std::vector<S>& steps) {
+  std::string out = "{";
+  for (S step : steps) out += (out.size() > 1 ? "," : "") + std::string(StepName(step));
+  return out + "}";
+}
+
 }  // namespace modelfleet::fleet

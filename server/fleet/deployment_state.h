@@ -36,6 +36,9 @@ bool IsFailure(v1::DeploymentStep step);
 // "DOWNLOADING" <-> DEPLOYMENT_STEP_DOWNLOADING (the database spelling).
 std::string_view StepName(v1::DeploymentStep step);
 v1::DeploymentStep StepFromName(std::string_view name);
+// `steps` as a PostgreSQL text[] literal of their names, "{FAILED,TIMED_OUT}", to bind to
+// "step = ANY($n::text[])" (e.g. LegalSources(...) as an UPDATE's guard).
+std::string StepsSqlArray(const std::vector<v1::DeploymentStep>& steps);
 
 // A deployment's public id, "dep-<row id>", and back (INVALID_ARGUMENT naming `field`).
 inline constexpr std::string_view kDeploymentIdPrefix = "dep-";

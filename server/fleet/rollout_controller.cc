@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "fleet/deployment_state.h"
+#include "fleet/rollout_state.h"
 
 namespace modelfleet::fleet {
 
@@ -56,30 +57,37 @@ Expected<int> RolloutController::Tick() {
   // (1) Every in-progress deployment reaches a terminal state.
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto timed_out, tx.Exec(
-        "UPDATE deployments dp SET step = 'TIMED_OUT', reason = 'no progress within ' || r.deployment_timeout_seconds || ' s', "
+        "UPDATE deployments dp SET step = $1, reason = 'no progress within ' || r.deployment_timeout_seconds || ' s', "
         "updated_at = now() FROM rollouts r WHERE dp.rollout_id = r.id "
         "AND dp.step IN " MF_IN_PROGRESS_STEPS_SQL " "
-        "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) RETURNING dp.id"));
+        "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) RETURNING dp.id",
+        {std::string(StepName(v1::DEPLOYMENT_STEP_TIMED_OUT))}));
     if (!timed_out.empty()) spdlog::info("timed out {} deployment(s)", timed_out.size());
     return Status::Ok();
   }));
   // (2) and (3).
   struct Active {
     int64_t row_id = 0, model_id = 0;
-    std::string state;
+    v1::RolloutState state = v1::ROLLOUT_STATE_UNSPECIFIED;
   };
   std::vector<Active> active;
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
+    // The rollouts this controller moves by itself (QUEUED, RUNNING).
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
-        "SELECT id, model_id, state FROM rollouts WHERE state IN ('RUNNING', 'QUEUED') ORDER BY id"));
-    for (const auto& row : rows) active.push_back({row.Int(0), row.Int(1), row.Str(2)});
+        "SELECT id, model_id, state FROM rollouts WHERE state = ANY($1::text[]) ORDER BY id",
+        {RolloutStatesSqlArray(MovedByController())}));
+    for (const auto& row : rows) {
+      auto state = RolloutStateFromName(row.Str(2));
+      if (!state) return Internal("rollout " + RolloutManager::RolloutId(row.Int(0)) + " has unknown state " + row.Str(2));
+      active.push_back({row.Int(0), row.Int(1), *state});
+    }
     return Status::Ok();
   }));
   for (const auto& [row_id, model_id, state] : active) {
     v1::Rollout rollout;
     MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
       MF_ASSIGN_OR_RETURN(rollout, rollouts_.Load(tx, row_id));
-      if (state == "RUNNING") {
+      if (state == v1::ROLLOUT_STATE_RUNNING) {
         CohortCount& count = cohort_counts_[row_id];
         const auto now = std::chrono::steady_clock::now();
         if (count.cutoff != rollout.cohort_cutoff() || now - count.counted >= cohort_recount_interval_) {
@@ -91,15 +99,16 @@ Expected<int> RolloutController::Tick() {
       }
       return Status::Ok();
     }));
-    if (state == "QUEUED") {
+    if (state == v1::ROLLOUT_STATE_QUEUED) {
       std::vector<int64_t> conflicts;
       MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status {
         MF_ASSIGN_OR_RETURN(conflicts, rollouts_.Conflicting(tx, model_id, rollout.target(), row_id));
         return Status::Ok();
       }));
       if (!conflicts.empty()) continue;
-      TransitionSpec spec{{"QUEUED"}, rollout.stages(0).requires_approval() ? "WAITING_APPROVAL" : "RUNNING",
-                          "dequeued", "controller", "no conflicting rollout any more", false};
+      TransitionSpec spec{rollout.stages(0).requires_approval() ? RolloutVerb::kAwaitApproval : RolloutVerb::kStart,
+                          {v1::ROLLOUT_STATE_QUEUED}, "dequeued", "controller", "no conflicting rollout any more",
+                          false};
       MF_ASSIGN_OR_RETURN(bool made, rollouts_.Transition(row_id, 0, spec));
       transitions += made;
       continue;
@@ -139,10 +148,11 @@ Expected<int> RolloutController::JudgeRunning(const v1::Rollout& r, int64_t row_
   }
   if (!broken.empty()) {
     const bool rollback = r.auto_rollback();
-    TransitionSpec spec{{"RUNNING"}, rollback ? "ROLLED_BACK" : "PAUSED", rollback ? "gate_rolled_back" : "gate_paused",
-                        "gate:stage-" + std::to_string(stage_index), broken, false};
+    TransitionSpec spec{rollback ? RolloutVerb::kGateRollback : RolloutVerb::kGatePause, {v1::ROLLOUT_STATE_RUNNING},
+                        rollback ? "gate_rolled_back" : "gate_paused", "gate:stage-" + std::to_string(stage_index),
+                        broken, false};
     MF_ASSIGN_OR_RETURN(bool made, rollouts_.Transition(row_id, stage_index, spec));
-    if (made) spdlog::warn("rollout {} {} by its gate: {}", r.rollout_id(), spec.to_state, broken);
+    if (made) spdlog::warn("rollout {} {} by its gate: {}", r.rollout_id(), rollback ? "rolled back" : "paused", broken);
     return made ? 1 : 0;
   }
 
@@ -157,11 +167,11 @@ Expected<int> RolloutController::JudgeRunning(const v1::Rollout& r, int64_t row_
 
   const std::string why = std::to_string(p.activated()) + " of " + std::to_string(p.devices()) +
                           " devices activated, gates held for " + std::to_string(stage.soak_seconds()) + " s";
-  TransitionSpec spec{{"RUNNING"}, "RUNNING", "stage_advanced", "controller", why, true};
+  TransitionSpec spec{RolloutVerb::kAdvance, {v1::ROLLOUT_STATE_RUNNING}, "stage_advanced", "controller", why, true};
   if (stage_index + 1 >= r.stages_size()) {
-    spec = {{"RUNNING"}, "COMPLETED", "completed", "controller", why, false};
+    spec = {RolloutVerb::kComplete, {v1::ROLLOUT_STATE_RUNNING}, "completed", "controller", why, false};
   } else if (r.stages(stage_index + 1).requires_approval()) {
-    spec = {{"RUNNING"}, "WAITING_APPROVAL", "waiting_approval", "controller", why, false};
+    spec = {RolloutVerb::kAwaitApproval, {v1::ROLLOUT_STATE_RUNNING}, "waiting_approval", "controller", why, false};
   }
   MF_ASSIGN_OR_RETURN(bool made, rollouts_.Transition(row_id, stage_index, spec));
   if (made) spdlog::info("rollout {} stage {}: {} ({})", r.rollout_id(), stage_index, spec.kind, why);

@@ -6,6 +6,7 @@
 #include "fleet/cohort.h"
 #include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
+#include "fleet/rollout_state.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/validation.h"
 #include "util/time.h"
@@ -23,12 +24,6 @@ const char* const kRolloutColumns =
         "r.stage_started_at") ", r.model_id";
 const char* const kRolloutFrom = " FROM rollouts r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id ";
 
-v1::RolloutState StateFromName(const std::string& name) {
-  v1::RolloutState s = v1::ROLLOUT_STATE_UNSPECIFIED;
-  v1::RolloutState_Parse("ROLLOUT_STATE_" + name, &s);
-  return s;
-}
-
 Expected<v1::Rollout> RolloutFromRow(const db::Row& row) {
   v1::Rollout r;
   r.set_rollout_id(RolloutManager::RolloutId(row.Int(0)));
@@ -39,7 +34,9 @@ Expected<v1::Rollout> RolloutFromRow(const db::Row& row) {
   if (!stages.ParseFromString(row.Bytea(4))) return Fail(Internal("stored stages of " + r.rollout_id() + " are corrupt"));
   *r.mutable_stages() = stages.stages();
   r.set_current_stage(static_cast<uint32_t>(row.Int(5)));
-  r.set_state(StateFromName(row.Str(6)));
+  // A state this server does not know (written by a newer one) reads as UNSPECIFIED: listed,
+  // but no verb applies to it.
+  r.set_state(RolloutStateFromName(row.Str(6)).value_or(v1::ROLLOUT_STATE_UNSPECIFIED));
   r.set_state_reason(row.Str(7));
   r.set_cohort_cutoff(row.Double(8));
   r.set_auto_rollback(row.Bool(9));
@@ -85,19 +82,27 @@ Status ValidateStages(const google::protobuf::RepeatedPtrField<v1::Stage>& stage
   return Status::Ok();
 }
 
-std::string StateList(const std::vector<std::string>& states) {
-  std::string out = "{";
-  for (size_t i = 0; i < states.size(); ++i) out += (i ? "," : "") + states[i];
-  return out + "}";
-}
-
 std::string Join(const std::vector<std::string>& v) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + v[i];
   return out;
 }
 
-const std::vector<std::string> kActiveStates = {"QUEUED", "RUNNING", "WAITING_APPROVAL", "PAUSED"};
+// The state `spec` moves a rollout to: its verb's target from each of its from_states, which
+// must agree (a mistake of the caller's otherwise, not a state of the rollout's).
+Expected<v1::RolloutState> TargetOf(const TransitionSpec& spec) {
+  std::optional<v1::RolloutState> target;
+  for (v1::RolloutState from : spec.from_states) {
+    auto to = Next(from, spec.verb);
+    if (!to) return Fail(Internal("transition spec: " + to.error().message()));
+    if (target && *target != *to) {
+      return Fail(Internal("transition spec: " + std::string(RolloutVerbName(spec.verb)) + " leads to different states"));
+    }
+    target = *to;
+  }
+  if (!target) return Fail(Internal("transition spec: " + std::string(RolloutVerbName(spec.verb)) + " from no state"));
+  return *target;
+}
 
 }  // namespace
 
@@ -138,7 +143,7 @@ Expected<std::vector<int64_t>> RolloutManager::Conflicting(db::Tx& tx, int64_t m
   MF_ASSIGN_OR_RETURN(auto mine, DeviceSelector::Parse(target, SelectorKind::kRolloutTarget, "target"));
   MF_ASSIGN_OR_RETURN(auto others, tx.Exec(
       "SELECT id, target FROM rollouts WHERE model_id = $1 AND state = ANY($2::text[]) AND id <> $3 ORDER BY id",
-      {model_id, StateList({"RUNNING", "WAITING_APPROVAL", "PAUSED"}), except_row_id.value_or(0)}));
+      {model_id, RolloutStatesSqlArray(RolloutStatesWhere(ClaimsDevices)), except_row_id.value_or(0)}));
   std::vector<int64_t> conflicts;
   for (const auto& other : others) {
     auto theirs = DeviceSelector::Parse(other.Str(1), SelectorKind::kRolloutTarget, "target");
@@ -186,7 +191,7 @@ Expected<v1::Rollout> RolloutManager::Create(const v1::CreateRolloutRequest& req
     }
     const int64_t model_id = version[0].Int(0);
     MF_ASSIGN_OR_RETURN(auto conflicts, Conflicting(tx, model_id, request.target(), std::nullopt));
-    std::string state = "RUNNING";
+    v1::RolloutState state = v1::ROLLOUT_STATE_RUNNING;
     if (!conflicts.empty()) {
       std::vector<std::string> names;
       for (int64_t c : conflicts) names.push_back(RolloutId(c));
@@ -195,26 +200,27 @@ Expected<v1::Rollout> RolloutManager::Create(const v1::CreateRolloutRequest& req
                                   "' already target some of these devices; finish, abort or roll them back first, "
                                   "or set queue_if_conflicting");
       }
-      state = "QUEUED";
+      state = v1::ROLLOUT_STATE_QUEUED;
     } else if (request.stages(0).requires_approval()) {
-      state = "WAITING_APPROVAL";
+      state = v1::ROLLOUT_STATE_WAITING_APPROVAL;
     }
+    const std::string state_name(RolloutStateName(state));
     MF_ASSIGN_OR_RETURN(auto inserted, tx.Exec(
         "INSERT INTO rollouts (model_id, version_id, target, stages, state, auto_rollback, deployment_timeout_seconds, "
         "created_by) VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8) RETURNING id",
-        {model_id, version[0].Int(1), request.target(), db::Bytes{stages_only.SerializeAsString()}, state,
+        {model_id, version[0].Int(1), request.target(), db::Bytes{stages_only.SerializeAsString()}, state_name,
          request.auto_rollback(), static_cast<int64_t>(timeout), caller.Actor()}));
     row_id = inserted[0].Int(0);
     double cutoff = 0;
-    if (state == "RUNNING") {
+    if (state == v1::ROLLOUT_STATE_RUNNING) {
       MF_ASSIGN_OR_RETURN(cutoff, ComputeCutoff(tx, row_id, request.target(), request.stages(0)));
     }
     MF_RETURN_IF_ERROR(StatusOf(tx.Exec("UPDATE rollouts SET cohort_cutoff = $2 WHERE id = $1", {row_id, cutoff})));
     return StatusOf(tx.Exec(
         "INSERT INTO rollout_events (rollout_id, kind, from_state, to_state, stage, actor, reason) "
         "VALUES ($1, 'created', '', $2, 0, $3, $4)",
-        {row_id, state, caller.Actor(),
-         state == "QUEUED" ? "queued behind a conflicting rollout" : "target " + request.target()}));
+        {row_id, state_name, caller.Actor(),
+         state == v1::ROLLOUT_STATE_QUEUED ? "queued behind a conflicting rollout" : "target " + request.target()}));
   }));
   return Get(RolloutId(row_id));
 }
@@ -255,11 +261,12 @@ Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id,
   }
   const std::string activated_join =
       "FROM deployments dp JOIN version_telemetry vt ON vt.device_id = dp.device_id AND vt.model = $2 AND vt.version = $3 "
-      "WHERE dp.rollout_id = $1 AND NOT dp.is_rollback AND dp.step = 'ACTIVATED'";
+      "WHERE dp.rollout_id = $1 AND NOT dp.is_rollback AND dp.step = $4";
+  const std::string activated(StepName(v1::DEPLOYMENT_STEP_ACTIVATED));
   MF_ASSIGN_OR_RETURN(auto totals, tx.Exec(
       "SELECT coalesce(sum(vt.inference_count), 0)::bigint, coalesce(sum(vt.error_count), 0)::bigint, "
       "coalesce(sum(vt.p95_weighted_ms), 0)::float8 " + activated_join,
-      {row_id, r.model(), r.version()}));
+      {row_id, r.model(), r.version(), activated}));
   const int64_t inferences = totals[0].Int(0);
   p.set_inferences(static_cast<uint64_t>(inferences));
   if (inferences > 0) {
@@ -270,7 +277,7 @@ Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id,
   MF_ASSIGN_OR_RETURN(auto new_hist, tx.Exec(
       "SELECT h.key, sum(h.value::bigint)::bigint " + activated_join.substr(0, activated_join.find("WHERE")) +
           ", jsonb_each_text(vt.class_histogram) h " + activated_join.substr(activated_join.find("WHERE")) + " GROUP BY h.key",
-      {row_id, r.model(), r.version()}));
+      {row_id, r.model(), r.version(), activated}));
   MF_ASSIGN_OR_RETURN(auto old_hist, tx.Exec(
       "SELECT h.key, sum(h.value::bigint)::bigint FROM deployments dp JOIN version_telemetry vt ON vt.device_id = dp.device_id "
       "AND vt.model = dp.previous_model AND vt.version = dp.previous_version, jsonb_each_text(vt.class_histogram) h "
@@ -360,12 +367,14 @@ Expected<std::vector<std::pair<int64_t, v1::RolloutEvent>>> RolloutManager::Even
 }
 
 Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, const TransitionSpec& spec) {
+  MF_ASSIGN_OR_RETURN(const v1::RolloutState to, TargetOf(spec));
+  const std::string to_name(RolloutStateName(to));
   bool made = false;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(v1::Rollout r, Load(tx, row_id));
     int new_stage = expected_stage + (spec.advance_stage ? 1 : 0);
     double cutoff = r.cohort_cutoff();
-    if (spec.advance_stage || (spec.to_state == "RUNNING" && cutoff == 0)) {
+    if (spec.advance_stage || (to == v1::ROLLOUT_STATE_RUNNING && cutoff == 0)) {
       if (new_stage >= r.stages_size()) return Internal("no stage " + std::to_string(new_stage) + " to advance to");
       MF_ASSIGN_OR_RETURN(cutoff, ComputeCutoff(tx, row_id, r.target(), r.stages(new_stage)));
     }
@@ -373,22 +382,22 @@ Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, co
         "UPDATE rollouts SET state = $2, state_reason = $3, current_stage = $4, cohort_cutoff = $5, updated_at = now(), "
         "stage_started_at = CASE WHEN $6::boolean THEN now() ELSE stage_started_at END "
         "WHERE id = $1 AND state = ANY($7::text[]) AND current_stage = $8 RETURNING id",
-        {row_id, spec.to_state, spec.reason, static_cast<int64_t>(new_stage), cutoff,
-         spec.advance_stage || (spec.to_state == "RUNNING" && r.cohort_cutoff() == 0), StateList(spec.from_states),
-         static_cast<int64_t>(expected_stage)}));
+        {row_id, to_name, spec.reason, static_cast<int64_t>(new_stage), cutoff,
+         spec.advance_stage || (to == v1::ROLLOUT_STATE_RUNNING && r.cohort_cutoff() == 0),
+         RolloutStatesSqlArray(spec.from_states), static_cast<int64_t>(expected_stage)}));
     if (updated.empty()) return Status::Ok();  // someone else moved it first
     made = true;
     MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
         "INSERT INTO rollout_events (rollout_id, kind, from_state, to_state, stage, actor, reason) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        {row_id, spec.kind, v1::RolloutState_Name(r.state()).substr(14), spec.to_state, static_cast<int64_t>(new_stage),
+        {row_id, spec.kind, std::string(RolloutStateName(r.state())), to_name, static_cast<int64_t>(new_stage),
          spec.actor, spec.reason})));
-    if (spec.to_state == "ABORTED" || spec.to_state == "ROLLED_BACK") {
+    if (IsTerminal(to)) {
       // Forward deployments still under way will not be finished.
       MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
-          "UPDATE deployments SET step = 'CANCELLED', reason = $2, updated_at = now() WHERE rollout_id = $1 "
+          "UPDATE deployments SET step = $3, reason = $2, updated_at = now() WHERE rollout_id = $1 "
           "AND NOT is_rollback AND step IN " MF_IN_PROGRESS_STEPS_SQL,
-          {row_id, "rollout " + spec.to_state})));
+          {row_id, "rollout " + to_name, std::string(StepName(v1::DEPLOYMENT_STEP_CANCELLED))})));
     }
     return Status::Ok();
   }));
@@ -396,8 +405,7 @@ Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, co
 }
 
 Expected<v1::Rollout> RolloutManager::Act(const v1::RolloutActionRequest& request, const auth::Principal& caller,
-                                          const std::vector<std::string>& from_states, const std::string& to_state,
-                                          const std::string& kind, bool advance_stage) {
+                                          RolloutVerb verb, const std::string& kind, bool advance_stage) {
   MF_ASSIGN_OR_RETURN(int64_t row_id, ParseRolloutId(request.rollout_id(), "rollout_id"));
   MF_RETURN_IF_ERROR(ValidateText(request.reason(), 1024, "reason"));
   v1::Rollout current;
@@ -405,64 +413,58 @@ Expected<v1::Rollout> RolloutManager::Act(const v1::RolloutActionRequest& reques
     MF_ASSIGN_OR_RETURN(current, Load(tx, row_id));
     return Status::Ok();
   }));
-  const std::string state = v1::RolloutState_Name(current.state()).substr(14);
-  if (std::find(from_states.begin(), from_states.end(), state) == from_states.end()) {
-    return Fail(FailedPrecondition("rollout " + request.rollout_id() + " is " + state + "; " + kind + " applies to " +
-                                   Join(from_states)));
-  }
+  // FAILED_PRECONDITION naming the state and the states the verb applies to.
+  MF_RETURN_IF_ERROR(StatusOf(Next(current.state(), verb, "rollout " + request.rollout_id())));
   bool advance = advance_stage;
-  if (kind == "approved" && current.current_stage() == 0 && current.cohort_cutoff() == 0) {
+  if (verb == RolloutVerb::kApprove && current.current_stage() == 0 && current.cohort_cutoff() == 0) {
     advance = false;  // approving the first stage starts it rather than advancing past it
   }
   if (advance && static_cast<int>(current.current_stage()) + 1 >= current.stages_size()) {
     return Fail(FailedPrecondition("rollout " + request.rollout_id() + " has no stage after " +
                                    std::to_string(current.current_stage())));
   }
-  TransitionSpec spec{from_states, to_state, kind, caller.Actor(), request.reason(), advance};
+  TransitionSpec spec{verb, AllowedSources(verb), kind, caller.Actor(), request.reason(), advance};
   MF_ASSIGN_OR_RETURN(bool made, Transition(row_id, static_cast<int>(current.current_stage()), spec));
   if (!made) return Fail(Status(StatusCode::kAborted, "rollout " + request.rollout_id() + " changed meanwhile; retry"));
   return Get(request.rollout_id());
 }
 
 Expected<v1::Rollout> RolloutManager::Pause(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
-  return Act(request, caller, {"RUNNING", "WAITING_APPROVAL"}, "PAUSED", "paused", false);
+  return Act(request, caller, RolloutVerb::kPause, "paused", false);
 }
 
 Expected<v1::Rollout> RolloutManager::Resume(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
-  return Act(request, caller, {"PAUSED"}, "RUNNING", "resumed", false);
+  return Act(request, caller, RolloutVerb::kResume, "resumed", false);
 }
 
 Expected<v1::Rollout> RolloutManager::Approve(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
-  return Act(request, caller, {"WAITING_APPROVAL"}, "RUNNING", "approved", true);
+  return Act(request, caller, RolloutVerb::kApprove, "approved", true);
 }
 
 Expected<v1::Rollout> RolloutManager::Abort(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
-  return Act(request, caller, kActiveStates, "ABORTED", "aborted", false);
+  return Act(request, caller, RolloutVerb::kAbort, "aborted", false);
 }
 
 Expected<v1::Rollout> RolloutManager::Rollback(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
-  return Act(request, caller, {"RUNNING", "WAITING_APPROVAL", "PAUSED", "COMPLETED"}, "ROLLED_BACK", "rolled_back", false);
+  return Act(request, caller, RolloutVerb::kRollback, "rolled_back", false);
 }
 
 Expected<v1::Rollout> RolloutManager::RetryFailed(const v1::RolloutActionRequest& request, const auth::Principal& caller) {
   MF_ASSIGN_OR_RETURN(int64_t row_id, ParseRolloutId(request.rollout_id(), "rollout_id"));
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(v1::Rollout r, Load(tx, row_id));
-    if (r.state() != v1::ROLLOUT_STATE_RUNNING && r.state() != v1::ROLLOUT_STATE_PAUSED &&
-        r.state() != v1::ROLLOUT_STATE_WAITING_APPROVAL) {
-      return FailedPrecondition("rollout " + request.rollout_id() + " is " + v1::RolloutState_Name(r.state()).substr(14) +
-                                "; retry applies to RUNNING, PAUSED or WAITING_APPROVAL");
-    }
+    // FAILED_PRECONDITION unless retry applies; it leaves the rollout's state as it is.
+    MF_ASSIGN_OR_RETURN(const v1::RolloutState state, Next(r.state(), RolloutVerb::kRetry, "rollout " + request.rollout_id()));
+    // The failed deployments: those the server may assign again.
     MF_ASSIGN_OR_RETURN(auto retried, tx.Exec(
-        "UPDATE deployments SET step = 'ASSIGNED', attempt = attempt + 1, reason = '', bytes_done = 0, updated_at = now() "
-        "WHERE rollout_id = $1 AND NOT is_rollback AND step IN ('FAILED', 'TIMED_OUT', 'ROLLED_BACK', 'CANCELLED') "
-        "RETURNING id",
-        {row_id}));
-    std::string state = v1::RolloutState_Name(r.state()).substr(14);
+        "UPDATE deployments SET step = $2, attempt = attempt + 1, reason = '', bytes_done = 0, updated_at = now() "
+        "WHERE rollout_id = $1 AND NOT is_rollback AND step = ANY($3::text[]) RETURNING id",
+        {row_id, std::string(StepName(v1::DEPLOYMENT_STEP_ASSIGNED)),
+         StepsSqlArray(LegalSources(v1::DEPLOYMENT_STEP_ASSIGNED, TransitionBy::kServer))}));
     return StatusOf(tx.Exec(
         "INSERT INTO rollout_events (rollout_id, kind, from_state, to_state, stage, actor, reason) "
         "VALUES ($1, 'retry_failed', $2, $2, $3, $4, $5)",
-        {row_id, state, static_cast<int64_t>(r.current_stage()), caller.Actor(),
+        {row_id, std::string(RolloutStateName(state)), static_cast<int64_t>(r.current_stage()), caller.Actor(),
          std::to_string(retried.size()) + " deployment(s) assigned again" +
              (request.reason().empty() ? "" : ": " + request.reason())}));
   }));

@@ -1,18 +1,9 @@
 // RolloutManager: staged rollouts of a model version to a target of devices.
 //
 // A rollout has stages (cumulative percentages of the target, each with a minimum number of
-// devices, a soak time, a success threshold and health gates). Its state machine:
-//
-//   QUEUED -> RUNNING                      (controller: no conflicting rollout any more)
-//   RUNNING -> RUNNING (next stage)        (controller: gates hold, threshold met, soak done)
-//   RUNNING -> WAITING_APPROVAL            (controller: the next stage requires approval)
-//   WAITING_APPROVAL -> RUNNING (next)     (admin: ApproveStage)
-//   RUNNING -> COMPLETED                   (controller: last stage done)
-//   RUNNING | WAITING_APPROVAL -> PAUSED   (admin, or a gate that broke)
-//   PAUSED -> RUNNING                      (admin: ResumeRollout)
-//   any but terminal -> ABORTED            (admin: devices not yet updated stay where they are)
-//   any but ROLLED_BACK/ABORTED -> ROLLED_BACK  (admin, or a gate when auto_rollback is set:
-//                                          the rollout's devices go back to what they ran)
+// devices, a soak time, a success threshold and health gates). Its state machine is the table
+// in fleet/rollout_state.h; the admin verbs below are its admin rows, RolloutController makes
+// the others.
 // Every transition is one conditional UPDATE (on the state and stage it starts from) plus a
 // rollout_events row in the same transaction, so it happens exactly once even when several
 // replicas race, and survives restarts.
@@ -33,6 +24,7 @@
 
 #include "auth/principal.h"
 #include "db/pool.h"
+#include "fleet/rollout_state.h"
 #include "modelfleet/status.h"
 #include "modelfleet/v1/fleet.pb.h"
 #include "util/prefixed_id.h"
@@ -43,11 +35,15 @@ struct RolloutOptions {
   uint32_t default_deployment_timeout_seconds = 3600;
 };
 
-// What a transition changes besides the state.
+// A transition to make: a verb of the rollout state table, the states it may start from, and
+// what it changes besides the state.
 struct TransitionSpec {
-  std::vector<std::string> from_states;
-  std::string to_state;
-  std::string kind;     // event kind: "paused", "stage_advanced", "gate_failed", ...
+  RolloutVerb verb;
+  // The UPDATE applies only while the rollout is still in one of these (at the expected stage):
+  // an admin verb passes AllowedSources(verb), the controller the state it judged. Each must be
+  // a source of `verb`, and all must lead to the same state.
+  std::vector<v1::RolloutState> from_states;
+  std::string kind;     // event kind: "paused", "stage_advanced", "gate_paused", ...
   std::string actor;    // a principal's Actor() or "gate:<name>" or "controller"
   std::string reason;
   bool advance_stage = false;  // current_stage + 1 with a new cutoff and stage start
@@ -79,7 +75,8 @@ class RolloutManager {
 
   // Applies `spec` to the rollout (row id) if it is still in one of spec.from_states at
   // `expected_stage`. Returns true if this call made the transition, false if the rollout had
-  // moved on (someone else made it). Used by the verbs above and by the controller.
+  // moved on (someone else made it). Used by the verbs above and by the controller. INTERNAL
+  // if spec.from_states is empty, or not all sources of spec.verb leading to one state.
   Expected<bool> Transition(int64_t rollout_row_id, int expected_stage, const TransitionSpec& spec);
 
   // The progress of the rollout's current stage (devices, activated, failed, telemetry).
@@ -102,14 +99,13 @@ class RolloutManager {
   // Recomputes the cohort cutoff for `stage` of the rollout.
   Expected<double> ComputeCutoff(db::Tx& tx, int64_t rollout_row_id, const std::string& target, const v1::Stage& stage);
 
-  // Ids of rollouts of the same model, in an active state, whose targets share a device with
-  // `target` (or where either selects everything).
+  // Ids of rollouts of the same model, in a state that ClaimsDevices, whose targets share a
+  // device with `target` (or where either selects everything).
   Expected<std::vector<int64_t>> Conflicting(db::Tx& tx, int64_t model_id, const std::string& target,
                                              std::optional<int64_t> except_row_id);
 
  private:
-  Expected<v1::Rollout> Act(const v1::RolloutActionRequest& request, const auth::Principal& caller,
-                            const std::vector<std::string>& from_states, const std::string& to_state,
+  Expected<v1::Rollout> Act(const v1::RolloutActionRequest& request, const auth::Principal& caller, RolloutVerb verb,
                             const std::string& kind, bool advance_stage);
 
   db::Pool& pool_;

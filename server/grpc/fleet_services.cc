@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "fleet/rollout_state.h"
 #include "grpc/call_context.h"
 
 namespace modelfleet::grpc_edge {
@@ -189,10 +190,8 @@ grpc::Status FleetServiceImpl::WatchRollout(grpc::ServerContext* ctx, const v1::
         if (!writer->Write(tick)) return grpc::Status::CANCELLED;
       }
       last_progress = progress;
-      auto s = rollout->state();
-      if (s == v1::ROLLOUT_STATE_COMPLETED || s == v1::ROLLOUT_STATE_ABORTED || s == v1::ROLLOUT_STATE_ROLLED_BACK) {
-        return grpc::Status::OK;
-      }
+      // The watch ends when the rollout is finished (COMPLETED or terminal).
+      if (!fleet::IsActive(rollout->state())) return grpc::Status::OK;
       std::this_thread::sleep_for(options_.watch_poll_interval);
     }
     return grpc::Status::CANCELLED;

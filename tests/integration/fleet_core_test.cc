@@ -118,7 +118,8 @@ class FleetCoreTest : public ::testing::Test {
   std::optional<v1::Rollout> AdvanceFromStage0(const v1::Rollout& rollout) {
     auto row_id = RolloutManager::ParseRolloutId(rollout.rollout_id(), "rollout_id");
     if (!row_id) return std::nullopt;
-    auto advanced = rollouts_->Transition(*row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "test", "", true});
+    auto advanced = rollouts_->Transition(
+        *row_id, 0, {RolloutVerb::kAdvance, {v1::ROLLOUT_STATE_RUNNING}, "stage_advanced", "test", "", true});
     if (!advanced || !*advanced) return std::nullopt;
     auto after = rollouts_->Get(rollout.rollout_id());
     if (!after) return std::nullopt;
@@ -238,7 +239,8 @@ TEST_F(FleetCoreTest, TransitionsHappenExactlyOnceUnderRaces) {
   std::vector<std::thread> racers;
   for (int i = 0; i < 8; ++i) {
     racers.emplace_back([&] {
-      auto r = rollouts_->Transition(row_id, 0, {{"RUNNING"}, "RUNNING", "stage_advanced", "racer", "", true});
+      auto r = rollouts_->Transition(
+          row_id, 0, {RolloutVerb::kAdvance, {v1::ROLLOUT_STATE_RUNNING}, "stage_advanced", "racer", "", true});
       if (r && *r) ++made;
     });
   }
