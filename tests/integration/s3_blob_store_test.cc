@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "blob/s3/s3_xml.h"
 #include "process.h"
 #include "s3rver.h"
 
@@ -475,7 +476,7 @@ TEST(S3ErrorMapping, CredentialErrorsAreUnauthenticatedAndNameTheCode) {
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>"
       "<Message>The request signature we calculated does not match the signature you "
       "provided.</Message><RequestId>1</RequestId></Error>";
-  Status s = s3_internal::StatusFromS3Error("PUT object 'k' in bucket 'b'", 403, body);
+  Status s = s3::StatusFromS3Error("PUT object 'k' in bucket 'b'", 403, body);
   EXPECT_EQ(s.code(), StatusCode::kUnauthenticated);
   EXPECT_NE(s.message().find("PUT object 'k' in bucket 'b': HTTP 403 SignatureDoesNotMatch"),
             std::string::npos)
@@ -487,7 +488,7 @@ TEST(S3ErrorMapping, CodesAndStatusesMapToTheDocumentedCodes) {
   auto code_of = [](long http, const std::string& s3_code) {
     const std::string body =
         s3_code.empty() ? "" : "<Error><Code>" + s3_code + "</Code><Message>m</Message></Error>";
-    return s3_internal::StatusFromS3Error("op", http, body).code();
+    return s3::StatusFromS3Error("op", http, body).code();
   };
   EXPECT_EQ(code_of(403, "InvalidAccessKeyId"), StatusCode::kUnauthenticated);
   EXPECT_EQ(code_of(403, "AccessDenied"), StatusCode::kPermissionDenied);
@@ -508,13 +509,13 @@ TEST(S3Xml, FindsElementsAndDecodesEntities) {
       "<Contents><Key>a&amp;b</Key><Size>1</Size></Contents>"
       "<Contents><Key>c&lt;&#100;&#x65;&gt;</Key></Contents>"
       "<NextContinuationToken>t/+=</NextContinuationToken><Prefix/></ListBucketResult>";
-  EXPECT_EQ(s3_internal::XmlFirstElement(xml, "Key"), "a&b");  // not confused by <KeyCount>
-  EXPECT_EQ(s3_internal::XmlAllElements(xml, "Key"),
+  EXPECT_EQ(s3::XmlFirstElement(xml, "Key"), "a&b");  // not confused by <KeyCount>
+  EXPECT_EQ(s3::XmlAllElements(xml, "Key"),
             (std::vector<std::string>{"a&b", "c<de>"}));
-  EXPECT_EQ(s3_internal::XmlFirstElement(xml, "IsTruncated"), "true");
-  EXPECT_EQ(s3_internal::XmlFirstElement(xml, "Prefix"), "");
-  EXPECT_EQ(s3_internal::XmlFirstElement(xml, "Missing"), std::nullopt);
-  EXPECT_EQ(s3_internal::XmlUnescape("&quot;&apos;&#8364;&bogus;&"), "\"'\xE2\x82\xAC&bogus;&");
+  EXPECT_EQ(s3::XmlFirstElement(xml, "IsTruncated"), "true");
+  EXPECT_EQ(s3::XmlFirstElement(xml, "Prefix"), "");
+  EXPECT_EQ(s3::XmlFirstElement(xml, "Missing"), std::nullopt);
+  EXPECT_EQ(s3::XmlUnescape("&quot;&apos;&#8364;&bogus;&"), "\"'\xE2\x82\xAC&bogus;&");
 }
 
 }  // namespace

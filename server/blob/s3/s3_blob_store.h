@@ -16,7 +16,10 @@
 //
 // Thread safety: an S3BlobStore may be used from many threads at once (each request uses its own
 // curl handle, taken from a small pool). A writer is used by one thread at a time; writers and
-// the store share their internals, so a writer may even outlive the store that created it.
+// the store share their HTTP client, so a writer may even outlive the store that created it.
+//
+// Inside this folder, by job: s3_http_client.h (signed requests over libcurl), s3_xml.h (reading
+// S3's XML replies, error replies -> Status), s3_multipart.h (the writer), sigv4.h (signing).
 #pragma once
 
 #include <chrono>
@@ -30,6 +33,10 @@
 #include "blob/blob_store.h"
 
 namespace modelfleet::blob {
+
+namespace s3 {
+class HttpClient;  // s3_http_client.h
+}  // namespace s3
 
 struct S3Options {
   std::string endpoint;  // "http://127.0.0.1:9000" (scheme, host, optional port; no path)
@@ -88,30 +95,12 @@ class S3BlobStore : public BlobStore {
   // prefix of the key ("sha256/" or "sha256/ab").
   Expected<std::vector<std::string>> List(const std::string& prefix) override;
 
-  struct Client;  // implementation detail (curl handles, signing), shared with writers
-
  private:
-  explicit S3BlobStore(std::shared_ptr<Client> client);
-  std::shared_ptr<Client> client_;
+  S3BlobStore(S3Options options, std::shared_ptr<s3::HttpClient> http);
+
+  const S3Options options_;
+  // Shared with the writers, which may outlive the store.
+  std::shared_ptr<s3::HttpClient> http_;
 };
-
-namespace s3_internal {
-
-// Turns a non-2xx S3 reply into a Status (see the error contract above). `operation` describes
-// the request ("GET object 'sha256/ab' in bucket 'b'"); `body` is the XML error document, empty
-// for HEAD replies. Exposed for unit tests.
-Status StatusFromS3Error(std::string_view operation, long http_status, std::string_view body);
-
-// The text of the first <tag>...</tag> element of `xml`, entities decoded; nullopt if absent.
-std::optional<std::string> XmlFirstElement(std::string_view xml, std::string_view tag);
-
-// The texts of all <tag>...</tag> elements, in document order, entities decoded.
-std::vector<std::string> XmlAllElements(std::string_view xml, std::string_view tag);
-
-// Decodes &amp; &lt; &gt; &quot; &apos; and numeric references (&#38; &#x26;) as UTF-8.
-// Unknown or malformed references are kept verbatim.
-std::string XmlUnescape(std::string_view text);
-
-}  // namespace s3_internal
 
 }  // namespace modelfleet::blob
