@@ -89,7 +89,27 @@ class Updater {
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; options_.download.stop = stop; }
 
  private:
+  // Runs the current state's step: dispatches to the member function of that state below. Each
+  // step does its state's work (idempotent, so it may re-run after a restart), reports it, and
+  // ends with the transition the table in update_state.h allows, or returns what stopped it (the
+  // state is kept). Idle has no step.
   Status Step();
+  Status StepDownloading();
+  Status StepVerifying();
+  Status StepInstalling();
+  Status StepSelfTesting();
+  Status StepActivated();
+  Status StepFailed();
+  Status StepRolledBack();
+
+  // Downloading: fetches the bytes missing from the partial file; the downloader's error as is.
+  Expected<DownloadResult> DownloadArtifact();
+  // Activated, once per deployment: hands the tested model to on_activated, reports ACTIVATED.
+  Status HandOverActivatedModel();
+  // Activated, when probation failed: switches `active` back to the last-known-good model and
+  // hands that to on_rolled_back. False (logged) when there is none to go back to.
+  bool RollBackToLastGood(const std::string& reason);
+
   Status ReportStep(v1::DeploymentStep step, uint64_t bytes_done, const std::string& reason);
   Status FailWith(const Status& why);
   void AfterPersist(UpdateState state, uint64_t bytes_on_disk) const;
