@@ -30,3 +30,21 @@ function(modelfleet_add_test)
     LABELS "${T_LABELS}"
     ENVIRONMENT "MODELFLEET_BINARY_DIR=${CMAKE_BINARY_DIR};MODELFLEET_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endfunction()
+
+# modelfleet_include_root(target folder)
+#   Gives `target` an include root of its own that holds only `folder` (a symbolic link in the
+#   build tree named after it), so `#include "<folder name>/x.h"` resolves for `target` and for
+#   what links it, and for nothing else. Used by the server's libraries, which otherwise would
+#   all share server/ as a root and could include each other's headers in any direction.
+function(modelfleet_include_root target folder)
+  get_filename_component(name "${folder}" NAME)
+  set(root "${CMAKE_BINARY_DIR}/include-roots/${target}")
+  file(MAKE_DIRECTORY "${root}")
+  file(CREATE_LINK "${folder}" "${root}/${name}" SYMBOLIC)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "INTERFACE_LIBRARY")
+    target_include_directories(${target} INTERFACE "${root}")
+  else()
+    target_include_directories(${target} PUBLIC "${root}")
+  endif()
+endfunction()
