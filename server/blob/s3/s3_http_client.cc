@@ -14,14 +14,6 @@ namespace {
 constexpr size_t kMaxErrorBodyBytes = 64 * 1024;  // error documents are small; cap what we keep
 constexpr size_t kMaxPooledHandles = 8;
 
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||

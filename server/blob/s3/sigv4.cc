@@ -32,14 +32,6 @@ std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // Trims leading/trailing spaces and tabs and collapses inner runs of spaces to one space.
 std::string TrimAll(std::string_view value) {
   size_t begin = 0;
@@ -68,6 +60,14 @@ bool IsAmzDate(std::string_view s) {
 }
 
 }  // namespace
+
+std::string ToLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
 
 std::string UriEncode(std::string_view input, bool encode_slash) {
   std::string out;

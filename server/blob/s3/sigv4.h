@@ -30,6 +30,9 @@ using QueryParams = std::vector<std::pair<std::string, std::string>>;
 // HTTP headers as sent, names in any case. Every header given to SignRequest is signed.
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// `s` with A-Z lowered (header names; no locale, other bytes kept).
+std::string ToLower(std::string_view s);
+
 // Percent-encodes `input` the AWS way: the unreserved characters A-Z a-z 0-9 '-' '.' '_' '~' are
 // kept, every other byte becomes %XX with upper-case hex (so ' ' is %20, never '+'). '/' is kept
 // as is when `encode_slash` is false (object key paths) and encoded as %2F otherwise (query
