@@ -650,4 +650,13 @@ Expected<Result> Session::ExecAutocommit(std::string_view sql, const std::vector
   return result;
 }
 
+std::string TextArrayLiteral(const std::vector<std::string_view>& items) {
+  std::string out = "{";
+  for (std::string_view item : items) {
+    if (out.size() > 1) out += ',';
+    out += item;
+  }
+  return out + "}";
+}
+
 }  // namespace modelfleet::db

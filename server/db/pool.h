@@ -53,6 +53,11 @@ struct Bytes {
 // determine it.
 using Param = std::variant<std::nullptr_t, int64_t, double, bool, std::string, Bytes>;
 
+// `items` as a PostgreSQL text[] literal, "{RUNNING,COMPLETED}", to bind as a parameter of
+// "col = ANY($n::text[])". Items must need no quoting (letters, digits and '_', as the
+// database spellings of enum values do).
+std::string TextArrayLiteral(const std::vector<std::string_view>& items);
+
 // One result row. Values are copied out of libpqxx in text form, so a Row outlives the
 // transaction that produced it. Accessors take a 0-based column index; an index out of range
 // is a programming error (checked by assert in debug builds, NULL-like value otherwise).

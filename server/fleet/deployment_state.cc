@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "db/pool.h"
+
 namespace modelfleet::fleet {
 
 namespace {
@@ -78,9 +80,9 @@ S StepFromName(std::string_view name) {
 }
 
 std::string StepsSqlArray(const std::vector<S>& steps) {
-  std::string out = "{";
-  for (S step : steps) out += (out.size() > 1 ? "," : "") + std::string(StepName(step));
-  return out + "}";
+  std::vector<std::string_view> names;
+  for (S step : steps) names.push_back(StepName(step));
+  return db::TextArrayLiteral(names);
 }
 
 }  // namespace modelfleet::fleet

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "db/pool.h"
+
 namespace modelfleet::fleet {
 
 namespace {
@@ -161,9 +163,9 @@ std::vector<S> RolloutStatesWhere(bool (*predicate)(S)) {
 }
 
 std::string RolloutStatesSqlArray(std::span<const S> states) {
-  std::string out = "{";
-  for (S s : states) out += (out.size() > 1 ? "," : "") + std::string(RolloutStateName(s));
-  return out + "}";
+  std::vector<std::string_view> names;
+  for (S s : states) names.push_back(RolloutStateName(s));
+  return db::TextArrayLiteral(names);
 }
 
 }  // namespace modelfleet::fleet
