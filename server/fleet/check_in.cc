@@ -128,7 +128,8 @@ Status CheckInService::ReloadSnapshot() {
       RolloutView view;
       view.row_id = row.Int(0);
       view.rollout_id = RolloutManager::RolloutId(view.row_id);
-      view.state = row.Str(1);
+      // Parsed here, once per reload, not on every check-in.
+      view.state = RolloutStateFromName(row.Str(1)).value_or(v1::ROLLOUT_STATE_UNSPECIFIED);
       view.model = row.Str(2);
       view.version = row.Str(3);
       if (!view.manifest.ParseFromString(row.Bytea(4))) return Internal("corrupt manifest in " + view.rollout_id);
@@ -137,7 +138,7 @@ Status CheckInService::ReloadSnapshot() {
       view.target = std::move(*selector);
       view.cutoff = row.Double(6);
       view.timeout_seconds = static_cast<uint32_t>(row.Int(7));
-      snapshot->fingerprint += std::to_string(view.row_id) + view.state + row.Str(8) + ";";
+      snapshot->fingerprint += std::to_string(view.row_id) + row.Str(1) + row.Str(8) + ";";
       snapshot->rollouts.push_back(std::move(view));
     }
     return Status::Ok();
@@ -466,10 +467,9 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
     if (!r.target.Matches(device.attributes)) continue;
     if (CohortBucket(device.device_id, r.rollout_id) >= r.cutoff) continue;
     decided_models.insert(r.model);
-    const v1::RolloutState state = RolloutStateFromName(r.state).value_or(v1::ROLLOUT_STATE_UNSPECIFIED);
-    if (state == v1::ROLLOUT_STATE_ABORTED) continue;  // devices stay where they are
+    if (r.state == v1::ROLLOUT_STATE_ABORTED) continue;  // devices stay where they are
     const v1::RunningModel* running = RunningOf(request, r.model);
-    const bool rollback = state == v1::ROLLOUT_STATE_ROLLED_BACK;
+    const bool rollback = r.state == v1::ROLLOUT_STATE_ROLLED_BACK;
     // Only devices still running the rolled-back version have anything to do (and only they
     // cost a database round trip).
     if (rollback && (!running || running->version() != r.version)) continue;
@@ -514,7 +514,7 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const DeviceInfo& device, c
       assignment.set_download_version(previous);
     } else {
       if (!forward) {
-        if (!AssignsNewDevices(state)) continue;  // paused: no new devices
+        if (!AssignsNewDevices(r.state)) continue;  // paused: no new devices
         auto creation = std::make_unique<Creation>();
         creation->rollout_row_id = r.row_id;
         creation->device_row_id = device.row_id;

@@ -105,7 +105,7 @@ class CheckInService {
   struct RolloutView {
     int64_t row_id = 0;
     std::string rollout_id;
-    std::string state;
+    v1::RolloutState state = v1::ROLLOUT_STATE_UNSPECIFIED;  // unknown stored text: UNSPECIFIED
     std::string model, version;
     v1::Manifest manifest;
     DeviceSelector target;
