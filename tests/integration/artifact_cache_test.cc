@@ -297,6 +297,21 @@ TEST_F(ArtifactCacheTest, CorruptObjectIsDataLossAndNotCached) {
   EXPECT_EQ(counting_->reads(), 3);
 }
 
+// Downloads now go out in 1 MiB messages and S3 reads arrive in 512 KiB pieces: an artifact
+// spanning several of each, corrupt only in its very last byte, must still be refused as a
+// whole (no verified artifact, nothing left in the cache) before any of it could be served.
+TEST_F(ArtifactCacheTest, CorruptLastByteOfAMultiMessageArtifactIsNeverHandedOut) {
+  auto cache = NewCache(64 << 20);
+  std::string bytes = PatternBytes((3 << 20) + 12345, 54);
+  std::string digest = Put(bytes);
+  FlipByte(ObjectPath(digest), bytes.size() - 1);
+  auto bad = Get(*cache, bytes);
+  ASSERT_FALSE(bad) << "a corrupt artifact was handed out";
+  EXPECT_EQ(bad.error().code(), StatusCode::kDataLoss) << bad.error().ToString();
+  EXPECT_TRUE(CacheFiles().empty()) << ::testing::PrintToString(CacheFiles());
+  EXPECT_EQ(cache->stats().cached_bytes, 0u);
+}
+
 TEST_F(ArtifactCacheTest, WrongSizeIsDataLoss) {
   auto cache = NewCache(1 << 20);
   std::string bytes = PatternBytes(20000, 51);

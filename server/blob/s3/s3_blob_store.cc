@@ -173,6 +173,7 @@ Expected<BlobInfo> S3BlobStore::Stat(const std::string& key) {
 
 Status S3BlobStore::Read(const std::string& key, uint64_t offset, std::optional<uint64_t> length,
                          const BlobSink& sink) {
+  if (offset == 0 && !length) return ReadWholeObject(key, sink);
   MF_ASSIGN_OR_RETURN(BlobInfo info, Stat(key));  // validates the key too
   if (offset > info.size) {
     return Status(StatusCode::kOutOfRange,
@@ -220,6 +221,40 @@ Status S3BlobStore::Read(const std::string& key, uint64_t offset, std::optional<
   if (delivered != wanted) {
     return Unavailable(op + ": short read, got " + std::to_string(delivered) + " of " +
                        std::to_string(wanted) + " bytes (object replaced meanwhile?)");
+  }
+  return Status::Ok();
+}
+
+Status S3BlobStore::ReadWholeObject(const std::string& key, const BlobSink& sink) {
+  MF_RETURN_IF_ERROR(ValidateBlobKey(key));
+  const std::string op = "GET " + Where(options_, key);
+  uint64_t delivered = 0;
+  BlobSink counting_sink = [&](std::span<const uint8_t> piece) -> Status {
+    delivered += piece.size();
+    return sink(piece);
+  };
+  HttpRequest request;
+  request.method = "GET";
+  request.path = ObjectPath(options_, key);
+  request.sink = &counting_sink;
+  request.stream_if = [](long status) { return status == 200; };
+  MF_ASSIGN_OR_RETURN(auto response, http_->Perform(request, op));
+  const long status = response.http_status;
+  if (status != 200) {
+    if (status == 404 && XmlFirstElement(response.body, "Code") != "NoSuchBucket") {
+      return NotFound("blob '" + key + "' not found (" + op + ": HTTP 404)");
+    }
+    if (Is2xx(status)) return Internal(op + ": unexpected HTTP " + std::to_string(status));
+    return StatusFromS3Error(op, status, response.body);
+  }
+  // curl fails a body shorter than its Content-Length; this also catches a reply without one.
+  auto length = response.headers.find("content-length");
+  std::optional<uint64_t> size;
+  if (length != response.headers.end()) size = ParseUint64(length->second);
+  if (!size) return Internal(op + ": reply has no valid Content-Length");
+  if (delivered != *size) {
+    return Unavailable(op + ": short read, got " + std::to_string(delivered) + " of " +
+                       std::to_string(*size) + " bytes");
   }
   return Status::Ok();
 }

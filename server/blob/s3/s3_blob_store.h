@@ -83,9 +83,11 @@ class S3BlobStore : public BlobStore {
   // multipart upload (best effort: an S3 lifecycle rule should clean up what a crash leaves).
   Expected<std::unique_ptr<BlobWriter>> Create(const std::string& key) override;
 
-  // Does a HEAD first (for NOT_FOUND / OUT_OF_RANGE and the exact byte range), then one ranged GET
-  // whose bytes go to `sink` as curl receives them, in pieces of at most 16 KiB. offset == size
-  // and length == 0 are OK with no bytes delivered.
+  // The whole object (offset 0, no length) is one plain GET: no HEAD, a single request to the
+  // store. Any other range does a HEAD first (for NOT_FOUND / OUT_OF_RANGE and the exact byte
+  // range), then one ranged GET. Either way the bytes go to `sink` as curl receives them, in
+  // pieces of at most 512 KiB (curl's receive buffer). offset == size and length == 0 are OK with no bytes
+  // delivered.
   Status Read(const std::string& key, uint64_t offset, std::optional<uint64_t> length,
               const BlobSink& sink) override;
 
@@ -97,6 +99,7 @@ class S3BlobStore : public BlobStore {
 
  private:
   S3BlobStore(S3Options options, std::shared_ptr<s3::HttpClient> http);
+  Status ReadWholeObject(const std::string& key, const BlobSink& sink);
 
   const S3Options options_;
   // Shared with the writers, which may outlive the store.
