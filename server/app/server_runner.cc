@@ -235,8 +235,12 @@ int RunServer(const ServerConfig& config) {
   fleet::CheckInOptions check_in_options;
   check_in_options.check_in_interval_seconds = config.check_in_interval_seconds;
   auto check_in = std::make_unique<fleet::CheckInService>(**pool, check_in_options);
+  // Changes made on this replica reach its check-in caches at once (other replicas' by polling).
+  devices.SetDeviceListener([&check_in](int64_t device_row_id) { check_in->DeviceChanged(device_row_id); });
+  rollouts.SetListeners({.rollouts_changed = [&check_in] { check_in->RolloutsChanged(); },
+                         .deployments_changed = [&check_in] { check_in->DeploymentsChanged(); }});
   grpc_edge::DeviceServiceImpl device_service(devices, *check_in, tokens);
-  grpc_edge::FleetServiceImpl fleet_service(devices, rollouts, *check_in, tokens,
+  grpc_edge::FleetServiceImpl fleet_service(devices, rollouts, tokens,
                                             {.allow_publisher_rollouts = config.allow_publisher_rollouts});
   fleet::RolloutController controller(**pool, rollouts, std::chrono::milliseconds(config.controller_interval_ms));
 
@@ -282,6 +286,8 @@ int RunServer(const ServerConfig& config) {
   server->Shutdown(std::chrono::system_clock::now());
   server->Wait();
   controller.Stop();
+  devices.SetDeviceListener(nullptr);
+  rollouts.SetListeners({});
   check_in.reset();  // flushes what was written behind
   watchdog.Done();
   spdlog::info("stopped");

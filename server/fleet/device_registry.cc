@@ -181,6 +181,7 @@ Expected<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& req
   MF_RETURN_IF_ERROR(ValidateIdentifier(request.hardware_id(), "hardware_id"));
   MF_RETURN_IF_ERROR(ValidateAttributes(request.attributes(), "attributes"));
   v1::EnrollResponse response;
+  int64_t row_id = 0;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto tokens, tx.Exec(
         "UPDATE enrollment_tokens SET uses = uses + 1 WHERE token_hash = $1 AND revoked_at IS NULL "
@@ -194,7 +195,6 @@ Expected<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& req
     MF_ASSIGN_OR_RETURN(auto existing, tx.Exec(
         "SELECT id, device_id, admission, token_id FROM devices WHERE hardware_id = $1 FOR UPDATE",
         {request.hardware_id()}));
-    int64_t row_id = 0;
     std::string device_id, admission;
     if (existing.empty()) {
       device_id = NewDeviceId();
@@ -237,6 +237,7 @@ Expected<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& req
     response.set_admission(AdmissionFromName(admission));
     return Status::Ok();
   }));
+  NotifyDeviceChanged(row_id);
   return response;
 }
 
@@ -245,6 +246,7 @@ Expected<v1::Device> DeviceRegistry::Preauthorize(const v1::PreauthorizeDeviceRe
   MF_RETURN_IF_ERROR(ValidateIdentifier(request.hardware_id(), "hardware_id"));
   MF_RETURN_IF_ERROR(ValidateAttributes(request.attributes(), "attributes"));
   v1::Device device;
+  int64_t changed = 0;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     std::vector<db::Param> params{NewDeviceId(), request.hardware_id(), caller.Actor()};
     for (auto& p : AttributeParams(request.attributes())) params.push_back(std::move(p));
@@ -259,8 +261,10 @@ Expected<v1::Device> DeviceRegistry::Preauthorize(const v1::PreauthorizeDeviceRe
     MF_ASSIGN_OR_RETURN(auto loaded, tx.Exec(std::string("SELECT ") + kDeviceColumns + " FROM devices d WHERE d.id = $1",
                                              {rows[0].Int(0)}));
     device = DeviceFromRow(loaded[0]);
+    changed = rows[0].Int(0);
     return Status::Ok();
   }));
+  NotifyDeviceChanged(changed);
   return device;
 }
 
@@ -274,6 +278,7 @@ Expected<v1::Device> DeviceRegistry::SetAdmission(const v1::SetDeviceAdmissionRe
   }
   const std::string target = AdmissionName(request.admission());
   v1::Device device;
+  int64_t changed = 0;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT id, admission, token_id FROM devices WHERE device_id = $1 FOR UPDATE",
                                            {request.device_id()}));
@@ -298,8 +303,10 @@ Expected<v1::Device> DeviceRegistry::SetAdmission(const v1::SetDeviceAdmissionRe
                                              (request.reason().empty() ? "" : ": " + request.reason())));
     MF_ASSIGN_OR_RETURN(auto loaded, tx.Exec(std::string("SELECT ") + kDeviceColumns + " FROM devices d WHERE d.id = $1", {id}));
     device = DeviceFromRow(loaded[0]);
+    changed = id;
     return Status::Ok();
   }));
+  NotifyDeviceChanged(changed);
   return device;
 }
 

@@ -13,6 +13,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "auth/principal.h"
@@ -27,6 +28,11 @@ namespace modelfleet::fleet {
 class DeviceRegistry {
  public:
   DeviceRegistry(db::Pool& pool, auth::TokenStore& tokens) : pool_(pool), tokens_(tokens) {}
+
+  // Called with a device's row id after a transaction that enrolled it, preauthorized it or
+  // changed its admission or credential committed (the server points it at the check-in's
+  // device cache, which re-reads that one device). Set before serving.
+  void SetDeviceListener(std::function<void(int64_t device_row_id)> listener) { device_changed_ = std::move(listener); }
 
   // INVALID_ARGUMENT (name, max_uses, ttl_seconds).
   Expected<v1::CreateEnrollmentTokenResponse> CreateEnrollmentToken(const v1::CreateEnrollmentTokenRequest& request,
@@ -60,8 +66,13 @@ class DeviceRegistry {
   static Status ValidateAttributes(const v1::DeviceAttributes& attributes, const std::string& field);
 
  private:
+  void NotifyDeviceChanged(int64_t device_row_id) const {
+    if (device_changed_) device_changed_(device_row_id);
+  }
+
   db::Pool& pool_;
   auth::TokenStore& tokens_;
+  std::function<void(int64_t)> device_changed_;
 };
 
 // Columns and row conversion shared by everything that reads devices (alias `d`).

@@ -55,6 +55,7 @@ Expected<int> RolloutController::Tick() {
   std::lock_guard tick_lock(tick_mu_);
   int transitions = 0;
   // (1) Every in-progress deployment reaches a terminal state.
+  bool any_timed_out = false;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto timed_out, tx.Exec(
         "UPDATE deployments dp SET step = $1, reason = 'no progress within ' || r.deployment_timeout_seconds || ' s', "
@@ -63,8 +64,10 @@ Expected<int> RolloutController::Tick() {
         "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) RETURNING dp.id",
         {std::string(StepName(v1::DEPLOYMENT_STEP_TIMED_OUT))}));
     if (!timed_out.empty()) spdlog::info("timed out {} deployment(s)", timed_out.size());
+    any_timed_out = !timed_out.empty();
     return Status::Ok();
   }));
+  if (any_timed_out) rollouts_.NotifyDeploymentsChanged();
   // (2) and (3).
   struct Active {
     int64_t row_id = 0, model_id = 0;

@@ -222,6 +222,7 @@ Expected<v1::Rollout> RolloutManager::Create(const v1::CreateRolloutRequest& req
         {row_id, state_name, caller.Actor(),
          state == v1::ROLLOUT_STATE_QUEUED ? "queued behind a conflicting rollout" : "target " + request.target()}));
   }));
+  NotifyRolloutsChanged();
   return Get(RolloutId(row_id));
 }
 
@@ -259,14 +260,16 @@ Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id,
       p.set_in_progress(p.in_progress() + count);
     }
   }
-  const std::string activated_join =
-      "FROM deployments dp JOIN version_telemetry vt ON vt.device_id = dp.device_id AND vt.model = $2 AND vt.version = $3 "
-      "WHERE dp.rollout_id = $1 AND NOT dp.is_rollback AND dp.step = $4";
-  const std::string activated(StepName(v1::DEPLOYMENT_STEP_ACTIVATED));
+  // Telemetry from the rollout's arm of telemetry_windows (fleet/write_behind.h): what the
+  // devices of its cohort reported while the cohort held them. The new version's figures are
+  // the arm's windows of it; "before" is the same arm on any other version of the model, that
+  // is the same devices on what they ran since they joined the cohort (and what they return
+  // to after a rollback).
   MF_ASSIGN_OR_RETURN(auto totals, tx.Exec(
-      "SELECT coalesce(sum(vt.inference_count), 0)::bigint, coalesce(sum(vt.error_count), 0)::bigint, "
-      "coalesce(sum(vt.p95_weighted_ms), 0)::float8 " + activated_join,
-      {row_id, r.model(), r.version(), activated}));
+      "SELECT coalesce(sum(inference_count), 0)::bigint, coalesce(sum(error_count), 0)::bigint, "
+      "coalesce(sum(p95_weighted_ms), 0)::float8 FROM telemetry_windows "
+      "WHERE rollout_id = $1 AND model = $2 AND version = $3",
+      {row_id, r.model(), r.version()}));
   const int64_t inferences = totals[0].Int(0);
   p.set_inferences(static_cast<uint64_t>(inferences));
   if (inferences > 0) {
@@ -274,24 +277,21 @@ Expected<v1::StageProgress> RolloutManager::Progress(db::Tx& tx, int64_t row_id,
     p.set_p95_latency_ms(totals[0].Double(2) / static_cast<double>(inferences));
   }
   // Class distribution of the new version against what the same devices ran before.
-  MF_ASSIGN_OR_RETURN(auto new_hist, tx.Exec(
-      "SELECT h.key, sum(h.value::bigint)::bigint " + activated_join.substr(0, activated_join.find("WHERE")) +
-          ", jsonb_each_text(vt.class_histogram) h " + activated_join.substr(activated_join.find("WHERE")) + " GROUP BY h.key",
-      {row_id, r.model(), r.version(), activated}));
-  MF_ASSIGN_OR_RETURN(auto old_hist, tx.Exec(
-      "SELECT h.key, sum(h.value::bigint)::bigint FROM deployments dp JOIN version_telemetry vt ON vt.device_id = dp.device_id "
-      "AND vt.model = dp.previous_model AND vt.version = dp.previous_version, jsonb_each_text(vt.class_histogram) h "
-      "WHERE dp.rollout_id = $1 AND NOT dp.is_rollback GROUP BY h.key",
-      {row_id}));
+  MF_ASSIGN_OR_RETURN(auto hist, tx.Exec(
+      "SELECT w.version = $3, h.key, sum(h.value::bigint)::bigint FROM telemetry_windows w, "
+      "jsonb_each_text(w.class_histogram) h WHERE w.rollout_id = $1 AND w.model = $2 GROUP BY 1, 2",
+      {row_id, r.model(), r.version()}));
   std::map<std::string, std::pair<double, double>> dist;
   double new_total = 0, old_total = 0;
-  for (const auto& row : new_hist) {
-    dist[row.Str(0)].first += static_cast<double>(row.Int(1));
-    new_total += static_cast<double>(row.Int(1));
-  }
-  for (const auto& row : old_hist) {
-    dist[row.Str(0)].second += static_cast<double>(row.Int(1));
-    old_total += static_cast<double>(row.Int(1));
+  for (const auto& row : hist) {
+    const auto count = static_cast<double>(row.Int(2));
+    if (row.Bool(0)) {
+      dist[row.Str(1)].first += count;
+      new_total += count;
+    } else {
+      dist[row.Str(1)].second += count;
+      old_total += count;
+    }
   }
   if (new_total > 0 && old_total > 0) {
     double tvd = 0;
@@ -401,6 +401,10 @@ Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, co
     }
     return Status::Ok();
   }));
+  if (made) {
+    NotifyRolloutsChanged();
+    if (IsTerminal(to)) NotifyDeploymentsChanged();
+  }
   return made;
 }
 
@@ -468,6 +472,7 @@ Expected<v1::Rollout> RolloutManager::RetryFailed(const v1::RolloutActionRequest
          std::to_string(retried.size()) + " deployment(s) assigned again" +
              (request.reason().empty() ? "" : ": " + request.reason())}));
   }));
+  NotifyDeploymentsChanged();
   return Get(request.rollout_id());
 }
 

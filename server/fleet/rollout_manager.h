@@ -53,6 +53,19 @@ class RolloutManager {
  public:
   RolloutManager(db::Pool& pool, RolloutOptions options) : pool_(pool), options_(options) {}
 
+  // Called after a committed change, outside any transaction: `rollouts_changed` when a rollout
+  // was created or moved, `deployments_changed` when deployment rows changed in bulk (cancelled
+  // by a terminal move, retried, timed out by the controller). The server points them at the
+  // check-in's caches, so this replica's next check-in sees the change. Set before serving.
+  struct Listeners {
+    std::function<void()> rollouts_changed, deployments_changed;
+  };
+  void SetListeners(Listeners listeners) { listeners_ = std::move(listeners); }
+  // For the controller, after it timed deployments out.
+  void NotifyDeploymentsChanged() const {
+    if (listeners_.deployments_changed) listeners_.deployments_changed();
+  }
+
   // INVALID_ARGUMENT (model, version, target, stages[i].*, deployment_timeout_seconds),
   // NOT_FOUND (model or version), FAILED_PRECONDITION (version not READY; an active rollout
   // of the model targets some of the same devices and queue_if_conflicting is false).
@@ -108,8 +121,13 @@ class RolloutManager {
   Expected<v1::Rollout> Act(const v1::RolloutActionRequest& request, const auth::Principal& caller, RolloutVerb verb,
                             const std::string& kind, bool advance_stage);
 
+  void NotifyRolloutsChanged() const {
+    if (listeners_.rollouts_changed) listeners_.rollouts_changed();
+  }
+
   db::Pool& pool_;
   const RolloutOptions options_;
+  Listeners listeners_;
 };
 
 }  // namespace modelfleet::fleet

@@ -48,13 +48,18 @@ Status WriteIsolatingPoison(std::span<Row> rows, const std::function<Status(std:
   return WriteIsolatingPoison(rows.subspan(half), write, drop, unwritten);
 }
 
+uint64_t Fingerprint(const WriteBehind::DeviceStatus& s) {
+  uint64_t h = std::hash<std::string>{}(s.model + '\n' + s.version + '\n' + s.digest + '\n' + s.agent_state);
+  return h == 0 ? 1 : h;  // 0 means "nothing known"
+}
+
 struct StatusRow {
   int64_t row_id;
   std::string device_id, json;
 };
-struct TelemetryRow {
-  std::tuple<int64_t, std::string, std::string> key;  // device row, model, version
-  std::string device_id, json;
+struct WindowRow {
+  std::tuple<std::string, std::string, int64_t, int64_t> key;
+  std::string json;
 };
 
 std::string JsonArray(auto rows) {
@@ -66,15 +71,27 @@ std::string JsonArray(auto rows) {
   return out + "]";
 }
 
+// Adds two {"class": count} objects key by key (a replica adding to what others wrote).
+constexpr const char* kMergeHistogramsSql =
+    "(SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (SELECT key, sum(value::bigint) AS total FROM "
+    "(SELECT * FROM jsonb_each_text(%1$s) UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.class_histogram)) AS "
+    "both_sides GROUP BY key) AS merged)";
+
+std::string MergeHistograms(const std::string& existing) {
+  std::string sql = kMergeHistogramsSql;
+  sql.replace(sql.find("%1$s"), 4, existing);
+  return sql;
+}
+
 }  // namespace
 
-void WriteBehind::PendingTelemetry::MergeFrom(const PendingTelemetry& other) {
+void WriteBehind::WindowSums::MergeFrom(const WindowSums& other) {
   inferences += other.inferences;
   errors += other.errors;
+  reports += other.reports;
   p95_weighted += other.p95_weighted;
   confidence_sum += other.confidence_sum;
   for (const auto& [k, v] : other.histogram) histogram[k] += v;
-  first_queued = std::min(first_queued, other.first_queued);
 }
 
 WriteBehind::WriteBehind(db::Pool& pool, WriteBehindOptions options) : pool_(pool), options_(options) {
@@ -91,65 +108,257 @@ WriteBehind::~WriteBehind() {
   Status s = Flush();
   if (!s.ok()) {
     Stats left = GetStats();
-    spdlog::error("final flush of check-in state failed, {} statuses and {} telemetry entries are lost: {}",
-                  left.pending_statuses, left.pending_telemetry, s.ToString());
+    spdlog::error("final flush of check-in state failed, {} statuses, {} per-device telemetry entries and {} "
+                  "telemetry windows are lost: {}",
+                  left.pending_statuses, left.pending_telemetry, left.pending_windows, s.ToString());
   }
+}
+
+int64_t WriteBehind::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+}
+
+WriteBehind::Series* WriteBehind::AcquireSeriesLocked(const std::string& model, const std::string& version) {
+  auto [it, inserted] = series_.try_emplace(model + '\n' + version);
+  if (inserted) {
+    it->second = std::make_unique<Series>();
+    it->second->model = model;
+    it->second->version = version;
+  }
+  ++it->second->refs;
+  return it->second.get();
+}
+
+void WriteBehind::ReleaseSeriesLocked(Series* series) {
+  if (--series->refs == 0) series_.erase(series->model + '\n' + series->version);
 }
 
 void WriteBehind::Record(int64_t device_row_id, const std::string& device_id, DeviceStatus status,
-                         const google::protobuf::RepeatedPtrField<v1::VersionTelemetry>& telemetry) {
-  const auto now = Clock::now();
-  std::string fingerprint = status.model + "@" + status.version + "#" + status.digest + "/" + status.agent_state;
+                         const google::protobuf::RepeatedPtrField<v1::VersionTelemetry>& telemetry,
+                         const std::vector<std::pair<std::string, int64_t>>& rollout_of_model) {
+  const int64_t now_ms = NowMs();
+  const int64_t width = std::max<int64_t>(1, options_.telemetry_window.count());
+  const int64_t epoch_s =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t window_start = epoch_s - ((epoch_s % width) + width) % width;
+  const uint64_t fingerprint = Fingerprint(status);
+  const int64_t refresh_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.status_refresh).count();
+  records_.fetch_add(1, std::memory_order_relaxed);
+
   std::lock_guard lock(mu_);
+  DeviceState& device = devices_[device_row_id];
   // What a device runs is written when it changes; an unchanged status only refreshes
-  // last_seen every status_refresh, so a quiet fleet does not rewrite every row each minute.
-  auto& written = last_status_[device_row_id];
-  if (written.first != fingerprint || now - written.second >= options_.status_refresh) {
-    written = {std::move(fingerprint), now};
-    statuses_[device_row_id] = PendingStatus{device_row_id, device_id, std::move(status)};
+  // last_seen every status_refresh. The device's telemetry goes with its status.
+  if (device.status_fingerprint != fingerprint || now_ms - device.status_at_ms >= refresh_ms) {
+    device.status_fingerprint = fingerprint;
+    device.status_at_ms = now_ms;
+    statuses_[device_row_id] = PendingStatus{device_id, std::move(status)};
+    telemetry_due_.insert(device_row_id);
   }
   for (const auto& t : telemetry) {
-    PendingTelemetry sample;
-    sample.device_id = device_id;
-    sample.inferences = t.inference_count();
-    sample.errors = t.error_count();
-    sample.p95_weighted = t.latency().p95_ms() * static_cast<double>(t.inference_count());
-    sample.confidence_sum = t.mean_confidence() * static_cast<double>(t.inference_count());
-    for (const auto& [k, v] : t.class_histogram()) sample.histogram[k] += v;
-    sample.first_queued = ++sequence_;
-    auto [it, inserted] = telemetry_.try_emplace({device_row_id, t.model(), t.version()}, std::move(sample));
-    if (!inserted) it->second.MergeFrom(sample);
+    int64_t arm = 0;
+    for (const auto& [model, rollout] : rollout_of_model) {
+      if (model == t.model()) {
+        arm = rollout;
+        break;
+      }
+    }
+    const double inferences = static_cast<double>(t.inference_count());
+    WindowSums& window = windows_[WindowKey{t.model(), t.version(), arm, window_start}];
+    window.inferences += t.inference_count();
+    window.errors += t.error_count();
+    window.reports += 1;
+    window.p95_weighted += t.latency().p95_ms() * inferences;
+    window.confidence_sum += t.mean_confidence() * inferences;
+    for (const auto& [k, v] : t.class_histogram()) window.histogram[k] += v;
+
+    DeviceSums* sums = nullptr;
+    for (DeviceSums& s : device.telemetry) {
+      if (s.series->model == t.model() && s.series->version == t.version()) {
+        sums = &s;
+        break;
+      }
+    }
+    if (sums == nullptr) {
+      if (device.telemetry.empty()) device.telemetry_since = ++sequence_;
+      device.telemetry.emplace_back().series = AcquireSeriesLocked(t.model(), t.version());
+      sums = &device.telemetry.back();
+      ++pending_telemetry_;
+    }
+    sums->inferences += t.inference_count();
+    sums->errors += t.error_count();
+    sums->p95_weighted += t.latency().p95_ms() * inferences;
+    sums->confidence_sum += t.mean_confidence() * inferences;
+    Series& series = *sums->series;
+    for (const auto& [k, v] : t.class_histogram()) {
+      auto id = series.class_ids.find(k);
+      if (id == series.class_ids.end()) {
+        if (series.classes.size() >= kMaxClassesPerSeries) continue;  // in the windows only
+        id = series.class_ids.emplace(k, static_cast<uint32_t>(series.classes.size())).first;
+        series.classes.push_back(k);
+      }
+      auto slot = std::find_if(sums->histogram.begin(), sums->histogram.end(),
+                               [&](const auto& entry) { return entry.first == id->second; });
+      if (slot == sums->histogram.end()) {
+        sums->histogram.emplace_back(id->second, v);
+      } else {
+        slot->second += v;
+      }
+    }
   }
-  BoundTelemetryLocked();
+  BoundMemoryLocked();
 }
 
-void WriteBehind::BoundTelemetryLocked() {
-  if (telemetry_.size() <= options_.max_pending_telemetry) return;
-  // Rare (writes have been failing for a while): drop the oldest tenth beyond the bound in one
-  // pass rather than one entry per Record.
-  const size_t excess = telemetry_.size() - options_.max_pending_telemetry;
-  const size_t drop = std::min(telemetry_.size(), excess + options_.max_pending_telemetry / 10);
-  std::vector<std::pair<uint64_t, TelemetryKey>> by_age;
-  by_age.reserve(telemetry_.size());
-  for (const auto& [key, t] : telemetry_) by_age.emplace_back(t.first_queued, key);
-  std::nth_element(by_age.begin(), by_age.begin() + static_cast<ptrdiff_t>(drop - 1), by_age.end());
-  for (size_t i = 0; i < drop; ++i) telemetry_.erase(by_age[i].second);
-  telemetry_dropped_ += drop;
-  spdlog::warn("write-behind holds more than {} telemetry entries while writes fail: dropped the {} oldest",
-               options_.max_pending_telemetry, drop);
+void WriteBehind::KnowWritten(int64_t device_row_id, const DeviceStatus& status,
+                              std::chrono::system_clock::time_point last_seen) {
+  const auto age = std::max(std::chrono::system_clock::duration::zero(), std::chrono::system_clock::now() - last_seen);
+  const int64_t at_ms = NowMs() - std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+  const uint64_t fingerprint = Fingerprint(status);
+  std::lock_guard lock(mu_);
+  DeviceState& device = devices_[device_row_id];
+  if (device.status_fingerprint != 0 && device.status_at_ms >= at_ms) return;  // knows newer
+  device.status_fingerprint = fingerprint;
+  device.status_at_ms = at_ms;
 }
 
-Status WriteBehind::Flush() {
+void WriteBehind::TakeTelemetryLocked(int64_t device_row, DeviceState& state, std::vector<TelemetryRow>& out) {
+  for (DeviceSums& sums : state.telemetry) {
+    TelemetryRow row;
+    row.device_row = device_row;
+    row.model = sums.series->model;
+    row.version = sums.series->version;
+    row.inferences = sums.inferences;
+    row.errors = sums.errors;
+    row.p95_weighted = sums.p95_weighted;
+    row.confidence_sum = sums.confidence_sum;
+    row.since = state.telemetry_since;
+    row.histogram.reserve(sums.histogram.size());
+    for (const auto& [id, count] : sums.histogram) row.histogram.emplace_back(sums.series->classes[id], count);
+    ReleaseSeriesLocked(sums.series);
+    out.push_back(std::move(row));
+  }
+  pending_telemetry_ -= state.telemetry.size();
+  std::vector<DeviceSums>().swap(state.telemetry);  // an idle device keeps no allocation
+}
+
+void WriteBehind::MergeTelemetryLocked(DeviceState& into, const TelemetryRow& row) {
+  DeviceSums* sums = nullptr;
+  for (DeviceSums& s : into.telemetry) {
+    if (s.series->model == row.model && s.series->version == row.version) {
+      sums = &s;
+      break;
+    }
+  }
+  if (sums == nullptr) {
+    into.telemetry_since = into.telemetry.empty() ? row.since : std::min(into.telemetry_since, row.since);
+    into.telemetry.emplace_back().series = AcquireSeriesLocked(row.model, row.version);
+    sums = &into.telemetry.back();
+    ++pending_telemetry_;
+  } else {
+    into.telemetry_since = std::min(into.telemetry_since, row.since);
+  }
+  sums->inferences += row.inferences;
+  sums->errors += row.errors;
+  sums->p95_weighted += row.p95_weighted;
+  sums->confidence_sum += row.confidence_sum;
+  Series& series = *sums->series;
+  for (const auto& [name, count] : row.histogram) {
+    auto id = series.class_ids.find(name);
+    if (id == series.class_ids.end()) {
+      if (series.classes.size() >= kMaxClassesPerSeries) continue;
+      id = series.class_ids.emplace(name, static_cast<uint32_t>(series.classes.size())).first;
+      series.classes.push_back(name);
+    }
+    auto slot = std::find_if(sums->histogram.begin(), sums->histogram.end(),
+                             [&](const auto& entry) { return entry.first == id->second; });
+    if (slot == sums->histogram.end()) {
+      sums->histogram.emplace_back(id->second, count);
+    } else {
+      slot->second += count;
+    }
+  }
+}
+
+void WriteBehind::BoundMemoryLocked() {
+  if (pending_telemetry_ > options_.max_pending_telemetry) {
+    // Rare (writes have been failing for a while, or far more devices than expected): drop
+    // the devices whose telemetry waits longest, a tenth beyond the bound in one pass rather
+    // than one entry per Record. Their windows are kept.
+    const size_t target = pending_telemetry_ - options_.max_pending_telemetry + options_.max_pending_telemetry / 10;
+    std::vector<std::pair<uint64_t, int64_t>> by_age;
+    for (const auto& [id, device] : devices_) {
+      if (!device.telemetry.empty()) by_age.emplace_back(device.telemetry_since, id);
+    }
+    std::sort(by_age.begin(), by_age.end());
+    size_t dropped = 0;
+    for (const auto& [since, id] : by_age) {
+      if (dropped >= target) break;
+      DeviceState& device = devices_[id];
+      for (DeviceSums& sums : device.telemetry) ReleaseSeriesLocked(sums.series);
+      dropped += device.telemetry.size();
+      pending_telemetry_ -= device.telemetry.size();
+      std::vector<DeviceSums>().swap(device.telemetry);
+    }
+    telemetry_dropped_ += dropped;
+    spdlog::warn("write-behind holds more than {} per-device telemetry entries: dropped the {} waiting longest",
+                 options_.max_pending_telemetry, dropped);
+  }
+  if (windows_.size() > options_.max_pending_windows) {
+    const size_t target = windows_.size() - options_.max_pending_windows + options_.max_pending_windows / 10;
+    std::vector<std::pair<int64_t, WindowKey>> by_age;
+    by_age.reserve(windows_.size());
+    for (const auto& [key, w] : windows_) by_age.emplace_back(std::get<3>(key), key);
+    const size_t drop = std::min(target, by_age.size());
+    std::nth_element(by_age.begin(), by_age.begin() + static_cast<ptrdiff_t>(drop - 1), by_age.end());
+    for (size_t i = 0; i < drop; ++i) windows_.erase(by_age[i].second);
+    windows_dropped_ += drop;
+    spdlog::warn("write-behind holds more than {} telemetry windows while writes fail: dropped the {} oldest",
+                 options_.max_pending_windows, drop);
+  }
+}
+
+Status WriteBehind::Flush() { return FlushScope(Scope::kEverything); }
+
+Status WriteBehind::FlushScope(Scope scope) {
   std::lock_guard flush_lock(flush_mu_);
   std::unordered_map<int64_t, PendingStatus> statuses;
-  std::map<TelemetryKey, PendingTelemetry> telemetry;
+  std::map<WindowKey, WindowSums> windows;
+  std::vector<TelemetryRow> telemetry_rows;
   {
     std::lock_guard lock(mu_);
     statuses.swap(statuses_);
-    telemetry.swap(telemetry_);
+    windows.swap(windows_);
+    std::unordered_set<int64_t> due;
+    due.swap(telemetry_due_);
+    if (scope == Scope::kDue) {
+      for (int64_t id : due) {
+        auto it = devices_.find(id);
+        if (it != devices_.end() && !it->second.telemetry.empty()) TakeTelemetryLocked(id, it->second, telemetry_rows);
+      }
+    } else {
+      const int64_t idle_before =
+          NowMs() - std::chrono::duration_cast<std::chrono::milliseconds>(options_.status_refresh).count();
+      for (auto& [id, device] : devices_) {
+        if (device.telemetry.empty()) continue;
+        if (scope == Scope::kEverything || due.contains(id) || device.status_at_ms <= idle_before) {
+          TakeTelemetryLocked(id, device, telemetry_rows);
+        }
+      }
+    }
   }
-  if (statuses.empty() && telemetry.empty()) return Status::Ok();
+  if (statuses.empty() && windows.empty() && telemetry_rows.empty()) return Status::Ok();
 
+  std::vector<WindowRow> window_rows;
+  window_rows.reserve(windows.size());
+  for (const auto& [key, w] : windows) {  // in key order on every replica: no lock-order deadlocks
+    const auto& [model, version, arm, start] = key;
+    window_rows.push_back(
+        {key, "{\"model\":" + JsonString(model) + ",\"version\":" + JsonString(version) + ",\"arm\":" +
+                  std::to_string(arm) + ",\"start\":" + std::to_string(start) + ",\"inferences\":" +
+                  std::to_string(w.inferences) + ",\"errors\":" + std::to_string(w.errors) + ",\"reports\":" +
+                  std::to_string(w.reports) + ",\"p95w\":" + JsonNumber(w.p95_weighted) + ",\"conf\":" +
+                  JsonNumber(w.confidence_sum) + ",\"hist\":" + JsonNumberObject(w.histogram) + "}"});
+  }
   std::vector<StatusRow> status_rows;
   status_rows.reserve(statuses.size());
   for (const auto& [id, p] : statuses) {
@@ -159,42 +368,77 @@ Status WriteBehind::Flush() {
                                ",\"version\":" + JsonString(s.version) + ",\"digest\":" + JsonString(s.digest) +
                                ",\"state\":" + JsonString(s.agent_state) + "}"});
   }
-  std::vector<TelemetryRow> telemetry_rows;
-  telemetry_rows.reserve(telemetry.size());
-  for (const auto& [key, t] : telemetry) {
-    const auto& [device_row, model, version] = key;
-    telemetry_rows.push_back({key, t.device_id,
-                              "{\"device_id\":" + std::to_string(device_row) + ",\"model\":" + JsonString(model) +
-                                  ",\"version\":" + JsonString(version) + ",\"inferences\":" +
-                                  std::to_string(t.inferences) + ",\"errors\":" + std::to_string(t.errors) +
-                                  ",\"p95w\":" + JsonNumber(t.p95_weighted) + ",\"conf\":" +
-                                  JsonNumber(t.confidence_sum) + ",\"hist\":" + JsonNumberObject(t.histogram) + "}"});
+  std::sort(status_rows.begin(), status_rows.end(), [](const auto& a, const auto& b) { return a.row_id < b.row_id; });
+  std::sort(telemetry_rows.begin(), telemetry_rows.end(), [](const TelemetryRow& a, const TelemetryRow& b) {
+    return std::tie(a.device_row, a.model, a.version) < std::tie(b.device_row, b.model, b.version);
+  });
+  for (TelemetryRow& t : telemetry_rows) {
+    t.json = "{\"device_id\":" + std::to_string(t.device_row) + ",\"model\":" + JsonString(t.model) +
+             ",\"version\":" + JsonString(t.version) + ",\"inferences\":" + std::to_string(t.inferences) +
+             ",\"errors\":" + std::to_string(t.errors) + ",\"p95w\":" + JsonNumber(t.p95_weighted) +
+             ",\"conf\":" + JsonNumber(t.confidence_sum) + ",\"hist\":" + JsonNumberObject(t.histogram) + "}";
   }
 
   auto drop = [this](const std::string& what, const std::string& json, const Status& why) {
     rows_dropped_.fetch_add(1, std::memory_order_relaxed);
     spdlog::error("dropped {} that the database refuses ({}); values: {}", what, why.ToString(), json);
   };
-  std::vector<StatusRow> statuses_left;
-  Status s = WriteIsolatingPoison<StatusRow>(
-      status_rows,
-      [&](std::span<const StatusRow> rows) {
-        return pool_.Write([&](db::Tx& tx) -> Status {
+  std::vector<WindowRow> windows_left;
+  Status s = WriteIsolatingPoison<WindowRow>(
+      window_rows,
+      [&](std::span<const WindowRow> rows) {
+        Status written = pool_.Write([&](db::Tx& tx) -> Status {
           return StatusOf(tx.Exec(
-              "UPDATE devices d SET last_seen = now(), running_model = v.model, running_version = v.version, "
-              "running_digest = v.digest, agent_state = v.state FROM jsonb_to_recordset($1::jsonb) AS "
-              "v(id bigint, model text, version text, digest text, state text) WHERE d.id = v.id",
+              "INSERT INTO telemetry_windows AS w (model, version, rollout_id, window_start, inference_count, "
+              "error_count, p95_weighted_ms, confidence_sum, class_histogram, reports) SELECT v.model, v.version, "
+              "v.arm, to_timestamp(v.start), v.inferences, v.errors, v.p95w, v.conf, v.hist, v.reports FROM "
+              "jsonb_to_recordset($1::jsonb) AS v(model text, version text, arm bigint, start bigint, inferences "
+              "bigint, errors bigint, p95w float8, conf float8, hist jsonb, reports bigint) "
+              "ON CONFLICT (rollout_id, model, version, window_start) DO UPDATE SET "
+              "inference_count = w.inference_count + EXCLUDED.inference_count, "
+              "error_count = w.error_count + EXCLUDED.error_count, "
+              "p95_weighted_ms = w.p95_weighted_ms + EXCLUDED.p95_weighted_ms, "
+              "confidence_sum = w.confidence_sum + EXCLUDED.confidence_sum, "
+              "class_histogram = " + MergeHistograms("w.class_histogram") + ", "
+              "reports = w.reports + EXCLUDED.reports, updated_at = now()",
               {JsonArray(rows)}));
         });
+        if (written.ok()) windows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
+        return written;
       },
-      [&](const StatusRow& row, const Status& why) { drop("the status of device " + row.device_id, row.json, why); },
-      statuses_left);
+      [&](const WindowRow& row, const Status& why) {
+        const auto& [model, version, arm, start] = row.key;
+        drop("the telemetry window of " + model + "@" + version + " (rollout arm " + std::to_string(arm) +
+                 ", starting " + std::to_string(start) + " s after the epoch)",
+             row.json, why);
+      },
+      windows_left);
+  std::vector<StatusRow> statuses_left;
+  if (s.ok()) {
+    s = WriteIsolatingPoison<StatusRow>(
+        status_rows,
+        [&](std::span<const StatusRow> rows) {
+          Status written = pool_.Write([&](db::Tx& tx) -> Status {
+            return StatusOf(tx.Exec(
+                "UPDATE devices d SET last_seen = now(), running_model = v.model, running_version = v.version, "
+                "running_digest = v.digest, agent_state = v.state FROM jsonb_to_recordset($1::jsonb) AS "
+                "v(id bigint, model text, version text, digest text, state text) WHERE d.id = v.id",
+                {JsonArray(rows)}));
+          });
+          if (written.ok()) statuses_written_.fetch_add(rows.size(), std::memory_order_relaxed);
+          return written;
+        },
+        [&](const StatusRow& row, const Status& why) { drop("the status of device " + row.device_id, row.json, why); },
+        statuses_left);
+  } else {
+    statuses_left = std::move(status_rows);
+  }
   std::vector<TelemetryRow> telemetry_left;
   if (s.ok()) {
     s = WriteIsolatingPoison<TelemetryRow>(
         telemetry_rows,
         [&](std::span<const TelemetryRow> rows) {
-          return pool_.Write([&](db::Tx& tx) -> Status {
+          Status written = pool_.Write([&](db::Tx& tx) -> Status {
             return StatusOf(tx.Exec(
                 "INSERT INTO version_telemetry AS vt (device_id, model, version, inference_count, error_count, "
                 "p95_weighted_ms, class_histogram, confidence_sum) SELECT v.device_id, v.model, v.version, "
@@ -206,16 +450,27 @@ Status WriteBehind::Flush() {
                 "error_count = vt.error_count + EXCLUDED.error_count, "
                 "p95_weighted_ms = vt.p95_weighted_ms + EXCLUDED.p95_weighted_ms, "
                 "confidence_sum = vt.confidence_sum + EXCLUDED.confidence_sum, "
-                "class_histogram = (SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (SELECT key, "
-                "sum(value::bigint) AS total FROM (SELECT * FROM jsonb_each_text(vt.class_histogram) UNION ALL "
-                "SELECT * FROM jsonb_each_text(EXCLUDED.class_histogram)) AS both_sides GROUP BY key) AS merged), "
-                "updated_at = now()",
+                "class_histogram = " + MergeHistograms("vt.class_histogram") + ", updated_at = now()",
                 {JsonArray(rows)}));
           });
+          if (written.ok()) telemetry_rows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
+          return written;
         },
         [&](const TelemetryRow& row, const Status& why) {
-          drop("the telemetry of device " + row.device_id + " for " + std::get<1>(row.key) + "@" +
-                   std::get<2>(row.key), row.json, why);
+          // Only the status in memory carries the public id; per-device telemetry does not
+          // (memory per device), so a dropped row, which is rare, looks it up.
+          std::string device_id;
+          if (auto it = statuses.find(row.device_row); it != statuses.end()) {
+            device_id = it->second.device_id;
+          } else {
+            (void)pool_.Read([&](db::Tx& tx) -> Status {
+              MF_ASSIGN_OR_RETURN(auto found, tx.Exec("SELECT device_id FROM devices WHERE id = $1", {row.device_row}));
+              if (!found.empty()) device_id = found[0].Str(0);
+              return Status::Ok();
+            });
+          }
+          if (device_id.empty()) device_id = "(row " + std::to_string(row.device_row) + ")";
+          drop("the telemetry of device " + device_id + " for " + row.model + "@" + row.version, row.json, why);
         },
         telemetry_left);
   } else {
@@ -226,13 +481,13 @@ Status WriteBehind::Flush() {
   // Put back what was not written, merging with what arrived meanwhile (a newer status wins).
   flush_failures_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
+  for (const WindowRow& row : windows_left) windows_[row.key].MergeFrom(windows[row.key]);
   for (const StatusRow& row : statuses_left) statuses_.try_emplace(row.row_id, std::move(statuses[row.row_id]));
   for (const TelemetryRow& row : telemetry_left) {
-    PendingTelemetry& unwritten = telemetry[row.key];
-    auto [slot, inserted] = telemetry_.try_emplace(row.key, unwritten);
-    if (!inserted) slot->second.MergeFrom(unwritten);
+    MergeTelemetryLocked(devices_[row.device_row], row);
+    telemetry_due_.insert(row.device_row);
   }
-  BoundTelemetryLocked();
+  BoundMemoryLocked();
   return s;
 }
 
@@ -240,22 +495,39 @@ WriteBehind::Stats WriteBehind::GetStats() {
   Stats stats;
   stats.rows_dropped = rows_dropped_.load();
   stats.telemetry_dropped = telemetry_dropped_.load();
+  stats.windows_dropped = windows_dropped_.load();
   stats.flush_failures = flush_failures_.load();
+  stats.records = records_.load();
+  stats.statuses_written = statuses_written_.load();
+  stats.telemetry_rows_written = telemetry_rows_written_.load();
+  stats.windows_written = windows_written_.load();
   std::lock_guard lock(mu_);
   stats.pending_statuses = statuses_.size();
-  stats.pending_telemetry = telemetry_.size();
+  stats.pending_telemetry = pending_telemetry_;
+  stats.pending_windows = windows_.size();
+  stats.devices_known = devices_.size();
   return stats;
 }
 
 void WriteBehind::Run() {
   auto wait = options_.flush_interval;
+  // Devices that stopped checking in: their telemetry is swept out every status_refresh / 4
+  // (a scan of every device, so not every flush).
+  const auto sweep_every = std::max<std::chrono::milliseconds>(
+      options_.flush_interval, std::chrono::duration_cast<std::chrono::milliseconds>(options_.status_refresh) / 4);
+  auto next_sweep = Clock::now() + sweep_every;
   uint64_t failed_in_a_row = 0;
   while (true) {
     {
       std::unique_lock lock(wake_mu_);
       if (wake_.wait_for(lock, wait, [&] { return stop_.load(); })) return;
     }
-    Status s = Flush();
+    Scope scope = Scope::kDue;
+    if (Clock::now() >= next_sweep) {
+      scope = Scope::kDueAndIdle;
+      next_sweep = Clock::now() + sweep_every;
+    }
+    Status s = FlushScope(scope);
     if (s.ok()) {
       if (failed_in_a_row > 0) spdlog::info("writing check-in state behind works again after {} failed tries", failed_in_a_row);
       failed_in_a_row = 0;

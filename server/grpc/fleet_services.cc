@@ -21,7 +21,6 @@ grpc::Status DeviceServiceImpl::Enroll(grpc::ServerContext* ctx, const v1::Enrol
     if (result) {
       spdlog::info("device {} enrolled (hardware id {}, {})", result->device_id(), req->hardware_id(),
                    v1::DeviceAdmission_Name(result->admission()));
-      check_in_.InvalidateDevices();
     }
     return Respond(std::move(result), resp, ctx);
   });
@@ -51,14 +50,6 @@ namespace {
 constexpr std::string_view kService = "/modelfleet.v1.FleetService/";
 }  // namespace
 
-grpc::Status FleetServiceImpl::RolloutChanged(Expected<v1::Rollout> result, v1::Rollout* resp,
-                                              grpc::ServerContext* ctx) {
-  return GuardCall("/modelfleet.v1.FleetService/RolloutChanged", [&]() -> grpc::Status {
-    if (result) check_in_.InvalidateRollouts();
-    return Respond(std::move(result), resp, ctx);
-  });
-}
-
 grpc::Status FleetServiceImpl::CreateEnrollmentToken(grpc::ServerContext* ctx, const v1::CreateEnrollmentTokenRequest* req,
                                                      v1::CreateEnrollmentTokenResponse* resp) {
   return GuardCall("/modelfleet.v1.FleetService/CreateEnrollmentToken", [&]() -> grpc::Status {
@@ -87,9 +78,7 @@ grpc::Status FleetServiceImpl::PreauthorizeDevice(grpc::ServerContext* ctx, cons
                                                   v1::Device* resp) {
   return GuardCall("/modelfleet.v1.FleetService/PreauthorizeDevice", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "PreauthorizeDevice");
-    auto result = devices_.Preauthorize(*req, caller);
-    if (result) check_in_.InvalidateDevices();
-    return Respond(std::move(result), resp, ctx);
+    return Respond(devices_.Preauthorize(*req, caller), resp, ctx);
   });
 }
 
@@ -100,7 +89,6 @@ grpc::Status FleetServiceImpl::SetDeviceAdmission(grpc::ServerContext* ctx, cons
     auto result = devices_.SetAdmission(*req, caller);
     if (result) {
       spdlog::info("device {} -> {} by {}", req->device_id(), v1::DeviceAdmission_Name(req->admission()), caller.Actor());
-      check_in_.InvalidateDevices();
     }
     return Respond(std::move(result), resp, ctx);
   });
@@ -143,7 +131,7 @@ grpc::Status FleetServiceImpl::CreateRollout(grpc::ServerContext* ctx, const v1:
       spdlog::info("rollout {} of {}@{} to '{}' created by {}", result->rollout_id(), req->model(), req->version(),
                    req->target(), caller.Actor());
     }
-    return RolloutChanged(std::move(result), resp, ctx);
+    return Respond(std::move(result), resp, ctx);
   });
 }
 
@@ -202,7 +190,7 @@ grpc::Status FleetServiceImpl::PauseRollout(grpc::ServerContext* ctx, const v1::
                                             v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/PauseRollout", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "PauseRollout");
-    return RolloutChanged(rollouts_.Pause(*req, caller), resp, ctx);
+    return Respond(rollouts_.Pause(*req, caller), resp, ctx);
   });
 }
 
@@ -210,7 +198,7 @@ grpc::Status FleetServiceImpl::ResumeRollout(grpc::ServerContext* ctx, const v1:
                                              v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/ResumeRollout", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "ResumeRollout");
-    return RolloutChanged(rollouts_.Resume(*req, caller), resp, ctx);
+    return Respond(rollouts_.Resume(*req, caller), resp, ctx);
   });
 }
 
@@ -218,7 +206,7 @@ grpc::Status FleetServiceImpl::ApproveStage(grpc::ServerContext* ctx, const v1::
                                             v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/ApproveStage", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "ApproveStage");
-    return RolloutChanged(rollouts_.Approve(*req, caller), resp, ctx);
+    return Respond(rollouts_.Approve(*req, caller), resp, ctx);
   });
 }
 
@@ -226,7 +214,7 @@ grpc::Status FleetServiceImpl::AbortRollout(grpc::ServerContext* ctx, const v1::
                                             v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/AbortRollout", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "AbortRollout");
-    return RolloutChanged(rollouts_.Abort(*req, caller), resp, ctx);
+    return Respond(rollouts_.Abort(*req, caller), resp, ctx);
   });
 }
 
@@ -234,7 +222,7 @@ grpc::Status FleetServiceImpl::RollbackRollout(grpc::ServerContext* ctx, const v
                                                v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/RollbackRollout", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "RollbackRollout");
-    return RolloutChanged(rollouts_.Rollback(*req, caller), resp, ctx);
+    return Respond(rollouts_.Rollback(*req, caller), resp, ctx);
   });
 }
 
@@ -242,7 +230,7 @@ grpc::Status FleetServiceImpl::RetryFailed(grpc::ServerContext* ctx, const v1::R
                                            v1::Rollout* resp) {
   return GuardCall("/modelfleet.v1.FleetService/RetryFailed", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "RetryFailed");
-    return RolloutChanged(rollouts_.RetryFailed(*req, caller), resp, ctx);
+    return Respond(rollouts_.RetryFailed(*req, caller), resp, ctx);
   });
 }
 

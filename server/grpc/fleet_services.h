@@ -32,9 +32,9 @@ struct FleetServiceOptions {
 
 class FleetServiceImpl final : public v1::FleetService::Service {
  public:
-  FleetServiceImpl(fleet::DeviceRegistry& devices, fleet::RolloutManager& rollouts, fleet::CheckInService& check_in,
-                   auth::TokenStore& tokens, FleetServiceOptions options)
-      : devices_(devices), rollouts_(rollouts), check_in_(check_in), tokens_(tokens), options_(options) {}
+  FleetServiceImpl(fleet::DeviceRegistry& devices, fleet::RolloutManager& rollouts, auth::TokenStore& tokens,
+                   FleetServiceOptions options)
+      : devices_(devices), rollouts_(rollouts), tokens_(tokens), options_(options) {}
 
   grpc::Status CreateEnrollmentToken(grpc::ServerContext* ctx, const v1::CreateEnrollmentTokenRequest* req,
                                      v1::CreateEnrollmentTokenResponse* resp) override;
@@ -66,12 +66,8 @@ class FleetServiceImpl final : public v1::FleetService::Service {
   grpc::Status RetryFailed(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req, v1::Rollout* resp) override;
 
  private:
-  // Rollout changes made here are seen by this replica's check-ins at once.
-  grpc::Status RolloutChanged(Expected<v1::Rollout> result, v1::Rollout* resp, grpc::ServerContext* ctx);
-
   fleet::DeviceRegistry& devices_;
   fleet::RolloutManager& rollouts_;
-  fleet::CheckInService& check_in_;
   auth::TokenStore& tokens_;
   const FleetServiceOptions options_;
 };

@@ -27,6 +27,9 @@ struct CacheSync {
   // epoch) and returns the clock of this poll; with since_micros == 0 only reads the clock.
   std::function<Expected<int64_t>(int64_t since_micros)> apply_changes_since;
   std::function<Status()> load_all;
+  // Optional: when set and it returns true (checked when `wake` is notified), the next poll
+  // runs at once instead of at the end of the interval. It should clear its own flag.
+  std::function<bool()> poll_now;
 };
 
 // Runs `sync` until `stop` is set; sleeps on `wake` (with `mu`), which the owner notifies when
@@ -50,7 +53,7 @@ inline void RunCacheSync(const CacheSync& sync, const std::atomic<bool>& stop, s
     }
     {
       std::unique_lock lock(mu);
-      wake.wait_for(lock, sync.poll_interval, [&] { return stop.load(); });
+      wake.wait_for(lock, sync.poll_interval, [&] { return stop.load() || (sync.poll_now && sync.poll_now()); });
     }
     if (stop) break;
     if (watermark != 0) {

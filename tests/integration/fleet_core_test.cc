@@ -19,6 +19,7 @@
 #include "modelfleet/crypto.h"
 #include "fleet/cohort.h"
 #include "fleet/deployment_state.h"
+#include "fleet/device_registry.h"
 #include "fleet/device_selector.h"
 #include "fleet/rollout_manager.h"
 #include "fleet/write_behind.h"
@@ -371,7 +372,7 @@ TEST_F(FleetCoreTest, CheckInCacheIsLoadedAtStartAndFollowsChangesFromOtherRepli
   // it into a rollout targeting the new site without waiting for a cache TTL.
   auto created = rollouts_->Create(Request("site = \"munich\"", {{100, 0}}), admin_);
   ASSERT_TRUE(created) << created.error().ToString();
-  b.InvalidateRollouts();
+  b.RolloutsChanged();
   auto before = b.CheckIn(devices[0], {});
   ASSERT_TRUE(before);
   EXPECT_TRUE(before->keep_current()) << "berlin is not targeted yet";
@@ -402,6 +403,140 @@ TEST_F(FleetCoreTest, CheckInCacheIsLoadedAtStartAndFollowsChangesFromOtherRepli
   })) << "replica b kept serving a rejected device from its cache";
 }
 
+TEST_F(FleetCoreTest, EnrolmentsAndAdmissionChangesTouchOnlyTheirOwnCacheEntry) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(50, "berlin");
+  CheckInOptions options;
+  options.device_poll_interval = std::chrono::hours(1);  // only this replica's own changes count here
+  CheckInService check_in(*pool_, options);
+  auth::TokenStore tokens(*pool_);
+  DeviceRegistry registry(*pool_, tokens);
+  registry.SetDeviceListener([&](int64_t device_row_id) { check_in.DeviceChanged(device_row_id); });
+  ASSERT_TRUE(Eventually([&] { return check_in.Stats().devices_preloaded; }));
+  for (const auto& d : devices) ASSERT_TRUE(check_in.CheckIn(d, {}));
+  ASSERT_EQ(check_in.Stats().device_misses, 0u);
+
+  // A new mat enrolls: it is cached at once, and no other device leaves the cache.
+  v1::CreateEnrollmentTokenRequest token_request;
+  token_request.set_name("line-3");
+  token_request.set_auto_accept(true);
+  auto enrollment = registry.CreateEnrollmentToken(token_request, admin_);
+  ASSERT_TRUE(enrollment) << enrollment.error().ToString();
+  v1::EnrollRequest enroll;
+  enroll.set_enrollment_token(enrollment->token());
+  enroll.set_hardware_id("hw-new-mat");
+  enroll.mutable_attributes()->set_site("berlin");
+  auto enrolled = registry.Enroll(enroll);
+  ASSERT_TRUE(enrolled) << enrolled.error().ToString();
+  auto principal = tokens.Authenticate(enrolled->device_token());
+  ASSERT_TRUE(principal) << principal.error().ToString();
+  auto first = check_in.CheckIn(*principal, {});
+  ASSERT_TRUE(first) << first.error().ToString();
+  EXPECT_EQ(first->admission(), v1::DEVICE_ADMISSION_ACCEPTED);
+  for (const auto& d : devices) ASSERT_TRUE(check_in.CheckIn(d, {}));
+  EXPECT_EQ(check_in.Stats().device_misses, 0u) << "an enrolment sent devices back to the database";
+  EXPECT_EQ(check_in.Stats().devices, devices.size() + 1);
+
+  // Rejecting it drops its entry (its credential is revoked) and only its entry.
+  v1::SetDeviceAdmissionRequest reject;
+  reject.set_device_id(enrolled->device_id());
+  reject.set_admission(v1::DEVICE_ADMISSION_REJECTED);
+  ASSERT_TRUE(registry.SetAdmission(reject, admin_));
+  auto after = check_in.CheckIn(*principal, {});
+  ASSERT_FALSE(after) << "a rejected device was served from the cache";
+  EXPECT_EQ(after.error().code(), StatusCode::kPermissionDenied);
+  for (const auto& d : devices) ASSERT_TRUE(check_in.CheckIn(d, {}));
+  EXPECT_EQ(check_in.Stats().device_misses, 1u);
+  EXPECT_EQ(check_in.Stats().devices, devices.size());
+}
+
+TEST_F(FleetCoreTest, DevicesNewToAReplicaAreReadInBatches) {
+  CheckInOptions options;
+  options.device_poll_interval = std::chrono::hours(1);
+  CheckInService check_in(*pool_, options);
+  ASSERT_TRUE(Eventually([&] { return check_in.Stats().devices_preloaded; }));
+  // Added after the load: every first check-in is a miss.
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(320, "berlin");
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < devices.size(); i += 32) {
+        auto answer = check_in.CheckIn(devices[i], {});
+        if (!answer || answer->admission() != v1::DEVICE_ADMISSION_ACCEPTED) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  const auto stats = check_in.Stats();
+  EXPECT_EQ(stats.device_misses, devices.size());
+  EXPECT_LT(stats.device_miss_reads, stats.device_misses) << "concurrent misses were read one by one";
+  EXPECT_GE(stats.device_miss_reads, 1u);
+  // Each is cached now.
+  for (const auto& d : devices) ASSERT_TRUE(check_in.CheckIn(d, {}));
+  EXPECT_EQ(check_in.Stats().device_misses, devices.size());
+}
+
+TEST_F(FleetCoreTest, DeploymentsUnderWayAreAnsweredFromMemoryOnEveryReplica) {
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(40, "berlin");
+  auto created = rollouts_->Create(Request("*", {{100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  CheckInOptions options;
+  options.device_poll_interval = std::chrono::milliseconds(100);
+  CheckInService a(*pool_, options);  // two replicas on one database
+  CheckInService b(*pool_, options);
+  ASSERT_TRUE(Eventually([&] {
+    return a.Stats().deployments_loaded && b.Stats().deployments_loaded && a.Stats().devices_preloaded &&
+           b.Stats().devices_preloaded;
+  }));
+  v1::CheckInRequest on_old;
+  on_old.add_running()->set_model("mat-person");
+  on_old.mutable_running(0)->set_version("1.0.0");
+  std::map<std::string, std::string> deployment_of;  // device -> deployment id
+  for (const auto& d : devices) {
+    auto answer = a.CheckIn(d, on_old);
+    ASSERT_TRUE(answer) << answer.error().ToString();
+    ASSERT_TRUE(answer->has_assignment());
+    deployment_of[d.name] = answer->assignment().deployment_id();
+  }
+  // Asked again on either replica: the same deployments, from memory.
+  ASSERT_TRUE(Eventually([&] { return b.Stats().deployments >= devices.size(); })) << "replica b never saw them";
+  for (auto* replica : {&a, &b}) {
+    for (const auto& d : devices) {
+      auto answer = replica->CheckIn(d, on_old);
+      ASSERT_TRUE(answer && answer->has_assignment());
+      EXPECT_EQ(answer->assignment().deployment_id(), deployment_of[d.name]);
+    }
+    EXPECT_EQ(replica->Stats().deployment_reads, 0u);
+  }
+
+  // A device fails on replica b: replica a stops handing its assignment out.
+  v1::DeploymentReport failed;
+  failed.set_deployment_id(deployment_of[devices[0].name]);
+  failed.set_step(v1::DEPLOYMENT_STEP_FAILED);
+  failed.set_reason("self-test failed");
+  ASSERT_TRUE(b.ReportDeployment(devices[0], failed).ok());
+  auto on_b = b.CheckIn(devices[0], on_old);
+  ASSERT_TRUE(on_b);
+  EXPECT_TRUE(on_b->keep_current()) << "the replica that took the report must know at once";
+  ASSERT_TRUE(Eventually([&] {
+    auto r = a.CheckIn(devices[0], on_old);
+    return r && r->keep_current();
+  })) << "replica a kept handing out a failed deployment";
+
+  // An abort on this replica's manager cancels the rest; once told, check-ins stop at once.
+  rollouts_->SetListeners({.rollouts_changed = [&] { a.RolloutsChanged(); },
+                           .deployments_changed = [&] { a.DeploymentsChanged(); }});
+  v1::RolloutActionRequest abort;
+  abort.set_rollout_id(created->rollout_id());
+  ASSERT_TRUE(rollouts_->Abort(abort, admin_));
+  auto after_abort = a.CheckIn(devices[1], on_old);
+  ASSERT_TRUE(after_abort);
+  EXPECT_TRUE(after_abort->keep_current());
+  EXPECT_EQ(a.Stats().deployment_reads, 0u);
+  rollouts_->SetListeners({});
+}
+
 TEST_F(FleetCoreTest, LaggingReplicaKeepsGivingAnAssignmentUnderWay) {
   std::vector<auth::Principal> devices = AddDevicesWithCredentials(80, "berlin");
   auto created = rollouts_->Create(Request("*", {{10, 0}, {100, 0}}), admin_);
@@ -425,7 +560,7 @@ TEST_F(FleetCoreTest, LaggingReplicaKeepsGivingAnAssignmentUnderWay) {
     }
   }
   ASSERT_NE(joined, nullptr);
-  fresh.InvalidateRollouts();
+  fresh.RolloutsChanged();
   auto assigned = fresh.CheckIn(*joined, {});
   ASSERT_TRUE(assigned) << assigned.error().ToString();
   ASSERT_TRUE(assigned->has_assignment());
@@ -577,6 +712,273 @@ TEST_F(FleetCoreTest, WriteBehindKeepsRowsWhileTheDatabaseIsDownAndBoundsItsMemo
   EXPECT_EQ(summed, devices_with_telemetry * 5 + 5);
   EXPECT_EQ(newest, 10) << "the newest device's two records, merged";
   EXPECT_EQ(oldest_kept, 0) << "the oldest telemetry should have gone first";
+  // Per-device entries were dropped to bound memory; the windows kept every record.
+  int64_t in_windows = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT coalesce(sum(inference_count), 0) FROM telemetry_windows"));
+                in_windows = rows[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(in_windows, 31 * 5);
+}
+
+// Telemetry windows: several devices and several replicas add to the same few rows, each
+// number once, per rollout arm.
+TEST_F(FleetCoreTest, WriteBehindWindowsSumAcrossDevicesAndReplicasWithoutDoubleCounting) {
+  std::vector<std::string> ids = AddDevices(40, "berlin");
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
+  WriteBehind a(*pool_, {.flush_interval = std::chrono::hours(1)});  // two replicas, flushed by hand
+  WriteBehind b(*pool_, {.flush_interval = std::chrono::hours(1)});
+  const std::vector<std::pair<std::string, int64_t>> in_rollout_7 = {{"other-model", 3}, {"mat-person", 7}};
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      WriteBehind& replica = (i + static_cast<size_t>(round)) % 2 ? a : b;  // devices move between replicas
+      google::protobuf::RepeatedPtrField<v1::VersionTelemetry> telemetry;
+      v1::VersionTelemetry t = Telemetry(i % 4 == 0 ? "1.1.0" : "1.0.0", 10);
+      t.set_error_count(1);
+      *telemetry.Add() = t;
+      replica.Record(row_of[ids[i]], ids[i], {"mat-person", "1.0.0", "", "IDLE"}, telemetry,
+                     i < 20 ? in_rollout_7 : std::vector<std::pair<std::string, int64_t>>{});
+    }
+    // Flushing one replica in the middle of the other's records changes nothing.
+    ASSERT_TRUE(a.Flush().ok());
+  }
+  ASSERT_TRUE(a.Flush().ok());
+  ASSERT_TRUE(b.Flush().ok());
+  ASSERT_TRUE(b.Flush().ok());  // nothing left: adds nothing
+
+  struct Sums {
+    int64_t inferences, errors, reports, empty, windows;
+    double p95;
+  };
+  std::map<std::pair<int64_t, std::string>, Sums> by_arm;
+  int64_t per_device = 0, per_device_rows = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+                    "SELECT rollout_id, version, sum(inference_count)::bigint, sum(error_count)::bigint, "
+                    "sum(reports)::bigint, sum((class_histogram->>'empty')::bigint)::bigint, count(*), "
+                    "sum(p95_weighted_ms) / sum(inference_count) FROM telemetry_windows WHERE model = 'mat-person' "
+                    "GROUP BY 1, 2"));
+                for (const auto& r : rows) {
+                  by_arm[{r.Int(0), r.Str(1)}] = {r.Int(2), r.Int(3), r.Int(4), r.Int(5), r.Int(6), r.Double(7)};
+                }
+                MF_ASSIGN_OR_RETURN(auto devices, tx.Exec(
+                    "SELECT coalesce(sum(inference_count), 0)::bigint, count(*) FROM version_telemetry"));
+                per_device = devices[0].Int(0);
+                per_device_rows = devices[0].Int(1);
+                return Status::Ok();
+              }).ok());
+  // Devices 0-19 in rollout 7's arm (5 of them on 1.1.0), 20-39 in arm 0 (5 on 1.1.0); three
+  // rounds of 10 inferences and 1 error each.
+  ASSERT_EQ(by_arm.size(), 4u);
+  for (int64_t arm : {int64_t{0}, int64_t{7}}) {
+    const Sums& old_version = by_arm[{arm, "1.0.0"}];
+    const Sums& new_version = by_arm[{arm, "1.1.0"}];
+    EXPECT_EQ(old_version.inferences, 15 * 3 * 10) << "arm " << arm;
+    EXPECT_EQ(old_version.errors, 15 * 3) << "arm " << arm;
+    EXPECT_EQ(old_version.reports, 15 * 3) << "arm " << arm;
+    EXPECT_EQ(old_version.empty, 15 * 3 * 10) << "arm " << arm;
+    EXPECT_EQ(new_version.inferences, 5 * 3 * 10) << "arm " << arm;
+    EXPECT_DOUBLE_EQ(new_version.p95, 2.0) << "arm " << arm;
+    // One row per minute the test spanned (normally one), not one per device or report.
+    EXPECT_LE(old_version.windows, 2) << "arm " << arm;
+  }
+  EXPECT_EQ(per_device, 40 * 3 * 10);
+  EXPECT_EQ(per_device_rows, 40);
+}
+
+// The per-device rows (status and version_telemetry) are written with the status: a new or
+// changed status at the next flush, an unchanged one only after status_refresh; the windows
+// on every flush.
+TEST_F(FleetCoreTest, WriteBehindWritesADevicesRowsOnlyWithItsStatus) {
+  std::vector<std::string> ids = AddDevices(10, "berlin");
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
+  constexpr auto kRefresh = std::chrono::seconds(3);
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::milliseconds(20), .status_refresh = kRefresh});
+  const WriteBehind::DeviceStatus idle{"mat-person", "1.0.0", "", "IDLE"};
+  auto record_all = [&] {
+    for (const auto& id : ids) writer.Record(row_of[id], id, idle, One(Telemetry("1.0.0", 10)));
+  };
+  auto written = [&](const std::string& sql) {
+    int64_t n = -1;
+    EXPECT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                  MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(sql));
+                  n = rows[0].Int(0);
+                  return Status::Ok();
+                }).ok());
+    return n;
+  };
+  const auto first = std::chrono::steady_clock::now();
+  record_all();  // first sight: written at the next flush
+  ASSERT_TRUE(Eventually([&] { return writer.GetStats().telemetry_rows_written == 10; }));
+  EXPECT_EQ(writer.GetStats().statuses_written, 10u);
+
+  for (int i = 0; i < 4; ++i) {  // unchanged, well within status_refresh
+    record_all();
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  }
+  ASSERT_TRUE(Eventually([&] { return writer.GetStats().pending_windows == 0; }));
+  ASSERT_LT(std::chrono::steady_clock::now() - first, kRefresh) << "the machine is too slow for this test";
+  WriteBehind::Stats steady = writer.GetStats();
+  EXPECT_EQ(steady.statuses_written, 10u);
+  EXPECT_EQ(steady.telemetry_rows_written, 10u) << "a device's telemetry was written without its status";
+  EXPECT_EQ(steady.pending_telemetry, 10u);
+  EXPECT_EQ(steady.records, 50u);
+  EXPECT_EQ(written("SELECT sum(inference_count) FROM version_telemetry"), 100);
+  EXPECT_EQ(written("SELECT sum(inference_count) FROM telemetry_windows"), 500) << "windows are written every flush";
+
+  // A changed status goes at the next flush, with that device's telemetry only.
+  writer.Record(row_of[ids[0]], ids[0], {"mat-person", "1.0.0", "", "DOWNLOADING"}, One(Telemetry("1.0.0", 10)));
+  // (Statuses and telemetry are two transactions of one flush: wait for both.)
+  ASSERT_TRUE(Eventually([&] {
+    const auto stats = writer.GetStats();
+    return stats.statuses_written == 11 && stats.telemetry_rows_written >= 11;
+  }));
+  EXPECT_EQ(writer.GetStats().telemetry_rows_written, 11u);
+  EXPECT_EQ(written("SELECT count(*) FROM devices WHERE agent_state = 'DOWNLOADING'"), 1);
+  EXPECT_EQ(written("SELECT inference_count FROM version_telemetry WHERE device_id = " + std::to_string(row_of[ids[0]])),
+            60);
+
+  // Once status_refresh has passed, the next check-in writes status and telemetry again (for
+  // ids[0], IDLE again, because it changed). The telemetry of the devices silent since their
+  // status was written may have gone a moment earlier, with the sweep for idle devices.
+  std::this_thread::sleep_until(first + kRefresh + std::chrono::milliseconds(100));
+  record_all();
+  ASSERT_TRUE(Eventually([&] { return writer.GetStats().statuses_written == 21; }));
+  EXPECT_TRUE(Eventually([&] { return writer.GetStats().pending_telemetry == 0; }));
+  EXPECT_GE(writer.GetStats().telemetry_rows_written, 21u);
+  EXPECT_EQ(written("SELECT sum(inference_count) FROM version_telemetry"), 610);
+
+  // Flush writes everything, due or not.
+  record_all();
+  ASSERT_TRUE(writer.Flush().ok());
+  EXPECT_EQ(writer.GetStats().pending_telemetry, 0u);
+  EXPECT_EQ(written("SELECT sum(inference_count) FROM version_telemetry"), 710);
+  EXPECT_EQ(written("SELECT sum(inference_count) FROM telemetry_windows"), 710);
+}
+
+// A replica that loaded the devices' statuses does not rewrite an unchanged one on the
+// device's first visit; a changed one, or one older than status_refresh, it does.
+TEST_F(FleetCoreTest, WriteBehindKnowWrittenSuppressesRewritingAnUnchangedStatus) {
+  std::vector<std::string> ids = AddDevices(4, "berlin");
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1), .status_refresh = std::chrono::seconds(600)});
+  const WriteBehind::DeviceStatus idle{"mat-person", "1.0.0", "", "IDLE"};
+  const auto now = std::chrono::system_clock::now();
+  writer.KnowWritten(row_of[ids[0]], idle, now - std::chrono::seconds(30));  // fresh, same status
+  writer.KnowWritten(row_of[ids[1]], idle, now - std::chrono::seconds(700));  // older than status_refresh
+  writer.KnowWritten(row_of[ids[2]], {"mat-person", "0.9.0", "", "IDLE"}, now - std::chrono::seconds(30));
+  // ids[3]: nothing known.
+  for (const auto& id : ids) writer.Record(row_of[id], id, idle, One(Telemetry("1.0.0", 10)));
+  EXPECT_EQ(writer.GetStats().pending_statuses, 3u);
+  // Older knowledge than what was just queued does not undo it.
+  writer.KnowWritten(row_of[ids[2]], {"mat-person", "0.9.0", "", "IDLE"}, now - std::chrono::seconds(60));
+  writer.Record(row_of[ids[2]], ids[2], idle, One(Telemetry("1.0.0", 10)));
+  ASSERT_TRUE(writer.Flush().ok());
+  std::set<std::string> seen;
+  int64_t telemetry = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT device_id FROM devices WHERE last_seen IS NOT NULL"));
+                for (const auto& r : rows) seen.insert(r.Str(0));
+                MF_ASSIGN_OR_RETURN(auto t, tx.Exec("SELECT sum(inference_count) FROM version_telemetry"));
+                telemetry = t[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(seen, (std::set<std::string>{ids[1], ids[2], ids[3]}));
+  EXPECT_EQ(telemetry, 50) << "Flush writes every device's telemetry, status written or not";
+  EXPECT_EQ(writer.GetStats().statuses_written, 3u);
+}
+
+// Poison rows stay isolated in every table: a window the database refuses is dropped alone,
+// and so is one device's telemetry row; everything else is written.
+TEST_F(FleetCoreTest, WriteBehindDropsAWindowTheDatabaseRefusesAndWritesTheRest) {
+  std::vector<std::string> ids = AddDevices(12, "berlin");
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
+  // The windows of 1.0.0 (arm 0) for this minute and the next already sit near bigint's limit.
+  ASSERT_TRUE(pool_->Write([&](db::Tx& tx) -> Status {
+                MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
+                    "INSERT INTO telemetry_windows (model, version, window_start, inference_count) "
+                    "SELECT 'mat-person', '1.0.0', date_trunc('minute', now()) + m * interval '1 minute', $1 "
+                    "FROM generate_series(0, 1) AS m",
+                    {std::numeric_limits<int64_t>::max() - 5})));
+                return StatusOf(tx.Exec(
+                    "INSERT INTO version_telemetry (device_id, model, version, inference_count) "
+                    "VALUES ($1, 'mat-person', '1.1.0', $2)",
+                    {row_of[ids[3]], std::numeric_limits<int64_t>::max() - 5}));
+              }).ok());
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1)});
+  for (const auto& id : ids) {
+    google::protobuf::RepeatedPtrField<v1::VersionTelemetry> telemetry;
+    *telemetry.Add() = Telemetry("1.0.0", 10);
+    *telemetry.Add() = Telemetry("1.1.0", 10);
+    writer.Record(row_of[id], id, {"mat-person", "1.1.0", "", "IDLE"}, telemetry, {{"mat-person", 5}});
+    writer.Record(row_of[id], id, {"mat-person", "1.1.0", "", "IDLE"}, One(Telemetry("1.0.0", 10)));
+  }
+  Status flushed = writer.Flush();
+  EXPECT_TRUE(flushed.ok()) << flushed.ToString();
+  EXPECT_EQ(writer.GetStats().rows_dropped, 2u);  // the arm-0 window of 1.0.0, and ids[3]'s 1.1.0 row
+  int64_t arm5 = 0, arm0_rows = 0, seen = 0, per_device = 0;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto a, tx.Exec(
+                    "SELECT sum(inference_count) FROM telemetry_windows WHERE rollout_id = 5"));
+                arm5 = a[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto z, tx.Exec(
+                    "SELECT count(*) FROM telemetry_windows WHERE rollout_id = 0 AND inference_count < 1000"));
+                arm0_rows = z[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto d, tx.Exec("SELECT count(*) FROM devices WHERE last_seen IS NOT NULL"));
+                seen = d[0].Int(0);
+                MF_ASSIGN_OR_RETURN(auto t, tx.Exec(
+                    "SELECT count(*) FROM version_telemetry WHERE inference_count = 20 AND version = '1.0.0' "
+                    "OR inference_count = 10 AND version = '1.1.0'"));
+                per_device = t[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(arm5, 12 * 20);    // rollout 5's windows of both versions
+  EXPECT_EQ(arm0_rows, 0);     // arm 0 only had 1.0.0, whose window was refused
+  EXPECT_EQ(seen, 12);         // every status
+  EXPECT_EQ(per_device, 12 + 11);  // every device's 1.0.0 row, and all but ids[3]'s 1.1.0 row
+  EXPECT_TRUE(writer.Flush().ok());
+  EXPECT_EQ(writer.GetStats().rows_dropped, 2u) << "dropped rows are not retried";
+}
+
+// The stage figures come from the rollout's arm of the windows: the new version's telemetry
+// from its cohort, compared with what the same cohort ran before; other arms do not count.
+TEST_F(FleetCoreTest, RolloutProgressReadsTheRolloutsArmOfTheTelemetryWindows) {
+  std::vector<std::string> ids = AddDevices(20, "berlin");
+  std::map<std::string, int64_t> row_of = DeviceRowIds();
+  auto created = rollouts_->Create(Request("*", {{100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  const int64_t rollout = *RolloutManager::ParseRolloutId(created->rollout_id(), "rollout_id");
+  WriteBehind writer(*pool_, {.flush_interval = std::chrono::hours(1)});
+  auto entry = [](const std::string& version, uint64_t inferences, uint64_t errors, double p95,
+                  std::map<std::string, uint64_t> histogram) {
+    v1::VersionTelemetry t = Telemetry(version, inferences);
+    t.set_error_count(errors);
+    t.mutable_latency()->set_p95_ms(p95);
+    t.mutable_class_histogram()->clear();
+    for (const auto& [k, v] : histogram) (*t.mutable_class_histogram())[k] = v;
+    return t;
+  };
+  for (size_t i = 0; i < 10; ++i) {  // the cohort: before, then on the new version
+    const std::string& id = ids[i];
+    writer.Record(row_of[id], id, {"mat-person", "1.0.0", "", "IDLE"},
+                  One(entry("1.0.0", 100, 0, 10, {{"empty", 50}, {"sitting", 50}})), {{"mat-person", rollout}});
+    writer.Record(row_of[id], id, {"mat-person", "1.1.0", "", "IDLE"},
+                  One(entry("1.1.0", 100, i < 5 ? 10 : 0, i < 5 ? 30 : 10, {{"empty", 100}})),
+                  {{"mat-person", rollout}});
+  }
+  for (size_t i = 10; i < 20; ++i) {  // outside the cohort, even on 1.1.0: not this rollout's figures
+    writer.Record(row_of[ids[i]], ids[i], {"mat-person", "1.1.0", "", "IDLE"},
+                  One(entry("1.1.0", 1000, 1000, 500, {{"lying", 1000}})));
+  }
+  ASSERT_TRUE(writer.Flush().ok());
+  auto got = rollouts_->Get(created->rollout_id());
+  ASSERT_TRUE(got) << got.error().ToString();
+  const v1::StageProgress& p = got->progress();
+  EXPECT_EQ(p.inferences(), 1000u);
+  EXPECT_DOUBLE_EQ(p.error_ratio(), 50.0 / 1000);
+  EXPECT_DOUBLE_EQ(p.p95_latency_ms(), 20.0);
+  EXPECT_DOUBLE_EQ(p.class_shift(), 0.5);  // all "empty" against half "empty", half "sitting"
 }
 
 TEST_F(FleetCoreTest, CheckInKeepsAnUnknownAgentStateAndDropsOnlyTheBadTelemetry) {
