@@ -127,24 +127,62 @@ Status ReadManifest(db::Tx& tx, const std::string& model, const std::string& ver
 }
 }  // namespace
 
+std::optional<v1::Manifest> CheckInService::CachedManifestOf(const std::string& model, const std::string& version) {
+  std::lock_guard lock(manifests_mu_);
+  if (auto it = manifests_.find(model + "@" + version); it != manifests_.end()) return it->second;
+  return std::nullopt;
+}
+
 Expected<v1::Manifest> CheckInService::ManifestOf(const std::string& model, const std::string& version) {
-  const std::string key = model + "@" + version;
-  {
-    std::lock_guard lock(manifests_mu_);
-    if (auto it = manifests_.find(key); it != manifests_.end()) return it->second;
-  }
+  if (auto cached = CachedManifestOf(model, version)) return *cached;
   v1::Manifest manifest;
   MF_RETURN_IF_ERROR(pool_.Read([&](db::Tx& tx) -> Status { return ReadManifest(tx, model, version, &manifest); }));
   std::lock_guard lock(manifests_mu_);
-  manifests_[key] = manifest;
+  manifests_[model + "@" + version] = manifest;
   return manifest;
 }
 
 Expected<v1::CheckInResponse> CheckInService::CheckIn(const auth::Principal& principal,
                                                       const v1::CheckInRequest& request) {
+  return *CheckIn(principal, request, /*may_block=*/true);
+}
+
+std::optional<Expected<v1::CheckInResponse>> CheckInService::CheckInWithoutBlocking(const auth::Principal& principal,
+                                                                                    const v1::CheckInRequest& request) {
+  return CheckIn(principal, request, /*may_block=*/false);
+}
+
+std::optional<Expected<v1::CheckInResponse>> CheckInService::CheckIn(const auth::Principal& principal,
+                                                                     const v1::CheckInRequest& request, bool may_block) {
+  // Until the "no side effect yet" line below, a path that would wait on the database returns
+  // nullopt when !may_block.
   MF_RETURN_IF_ERROR(ValidateCheckIn(request));
-  MF_ASSIGN_OR_RETURN(CachedDevice device, devices_.Lookup(principal.token_id));
-  if (request.has_attributes() && request.attributes().SerializeAsString() != device.attributes.SerializeAsString()) {
+  std::optional<CachedDevice> cached = devices_.Find(principal.token_id);
+  if (!cached && !may_block) return std::nullopt;
+  if (!cached) {
+    auto looked_up = devices_.Lookup(principal.token_id);
+    if (!looked_up) return Fail(looked_up.error());
+    cached = std::move(*looked_up);
+  }
+  CachedDevice& device = *cached;
+  const bool new_attributes =
+      request.has_attributes() && request.attributes().SerializeAsString() != device.attributes.SerializeAsString();
+  if (new_attributes && !may_block) return std::nullopt;
+  std::shared_ptr<const RolloutSnapshot> snapshot;
+  std::vector<const RolloutView*> holding;
+  std::optional<Expected<v1::CheckInResponse>> decided;
+  const bool accepted = device.admission == "ACCEPTED";
+  if (accepted && !new_attributes) {
+    snapshot = rollouts_.CurrentIfFresh();
+    if (!snapshot && !may_block) return std::nullopt;
+    if (snapshot) {
+      holding = RolloutsHolding(device.device_id, device.attributes, *snapshot);
+      decided = Decide(device, request, holding, may_block);
+      if (!decided) return std::nullopt;  // it needs the database; nothing was done
+    }
+  }
+  // No side effect before this line on a path that returned nullopt.
+  if (new_attributes) {
     MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
       const auto& a = request.attributes();
       return StatusOf(tx.Exec(
@@ -173,31 +211,38 @@ Expected<v1::CheckInResponse> CheckInService::CheckIn(const auth::Principal& pri
                    telemetry_rejected_.load(), valid.ToString());
     }
   }
-  v1::CheckInResponse response;
-  response.set_next_check_in_seconds(SpreadInterval(options_.check_in_interval_seconds));
   v1::DeviceAdmission admission = v1::DEVICE_ADMISSION_PENDING;
   v1::DeviceAdmission_Parse("DEVICE_ADMISSION_" + device.admission, &admission);
-  response.set_admission(admission);
-  if (device.admission != "ACCEPTED") {
+  if (!accepted) {
     Enqueue(device, request, telemetry, {});
+    v1::CheckInResponse response;
     response.set_keep_current(true);
+    response.set_next_check_in_seconds(SpreadInterval(options_.check_in_interval_seconds));
+    response.set_admission(admission);
     return response;
   }
-  auto snapshot = rollouts_.Current();
-  if (!snapshot) {
-    Enqueue(device, request, telemetry, {});  // what it reported still counts
-    return Fail(snapshot.error());
+  if (!snapshot) {  // a reload is due (or the attributes just changed): may block from here on
+    auto current = rollouts_.Current();
+    if (!current) {
+      Enqueue(device, request, telemetry, {});  // what it reported still counts
+      return Fail(current.error());
+    }
+    snapshot = std::move(*current);
+    holding = RolloutsHolding(device.device_id, device.attributes, *snapshot);
+    decided = Decide(device, request, holding, /*may_block=*/true);
   }
-  const std::vector<const RolloutView*> holding = RolloutsHolding(device.device_id, device.attributes, **snapshot);
   Enqueue(device, request, telemetry, holding);
-  MF_ASSIGN_OR_RETURN(v1::CheckInResponse decided, Decide(device, request, holding));
-  decided.set_next_check_in_seconds(response.next_check_in_seconds());
-  decided.set_admission(admission);
-  return decided;
+  if (!*decided) return Fail(decided->error());
+  v1::CheckInResponse response = std::move(**decided);
+  response.set_next_check_in_seconds(SpreadInterval(options_.check_in_interval_seconds));
+  response.set_admission(admission);
+  return response;
 }
 
-Expected<v1::CheckInResponse> CheckInService::Decide(const CachedDevice& device, const v1::CheckInRequest& request,
-                                                     const std::vector<const RolloutView*>& holding) {
+std::optional<Expected<v1::CheckInResponse>> CheckInService::Decide(const CachedDevice& device,
+                                                                    const v1::CheckInRequest& request,
+                                                                    const std::vector<const RolloutView*>& holding,
+                                                                    bool may_block) {
   using Action = CheckInDecision::Action;
   // Rows read from the database for rollouts the store cannot answer for (kReadDeployment).
   std::map<std::pair<int64_t, bool>, std::optional<DeploymentEntry>> read;
@@ -215,6 +260,11 @@ Expected<v1::CheckInResponse> CheckInService::Decide(const CachedDevice& device,
   for (int pass = 0; pass < 16; ++pass) {
     CheckInDecision d = DecideCheckIn(request, holding, lookup, settled);
     const RolloutView* r = d.rollout;
+    const bool needs_database =
+        d.action == Action::kReadDeployment || d.action == Action::kCreateForward ||
+        d.action == Action::kCreateRollback || d.action == Action::kLookUpUnderWay ||
+        (d.action == Action::kAssign && d.is_rollback && !CachedManifestOf(r->model, d.download_version));
+    if (needs_database && !may_block) return std::nullopt;
     switch (d.action) {
       case Action::kKeep: {
         v1::CheckInResponse keep;

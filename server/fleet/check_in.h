@@ -76,7 +76,14 @@ class CheckInService {
 
   // roles: device. PERMISSION_DENIED if the credential belongs to no device; a device that is
   // not ACCEPTED gets keep_current and its admission; INVALID_ARGUMENT for bad fields.
+  // May wait on the database (a device new to this replica, a deployment to create or read).
   Expected<v1::CheckInResponse> CheckIn(const auth::Principal& device, const v1::CheckInRequest& request);
+  // The same, answered only if that needs no wait on the database (the device, rollouts and
+  // deployments are in memory, nothing to create: the steady state of a fleet). Otherwise
+  // nullopt, and nothing happened (nothing recorded or counted): the caller asks CheckIn()
+  // from a thread that may block. For transports that answer on their I/O threads.
+  std::optional<Expected<v1::CheckInResponse>> CheckInWithoutBlocking(const auth::Principal& device,
+                                                                      const v1::CheckInRequest& request);
   // NOT_FOUND (no such deployment of this device), FAILED_PRECONDITION (illegal transition).
   Status ReportDeployment(const auth::Principal& device, const v1::DeploymentReport& report);
 
@@ -103,13 +110,18 @@ class CheckInService {
   CacheStats Stats();
 
  private:
+  // Both CheckIn forms; nullopt only when !may_block and the answer needs the database.
+  std::optional<Expected<v1::CheckInResponse>> CheckIn(const auth::Principal& principal,
+                                                       const v1::CheckInRequest& request, bool may_block);
   // Carries out DecideCheckIn until it answers. `holding`: RolloutsHolding() of the device.
-  Expected<v1::CheckInResponse> Decide(const CachedDevice& device, const v1::CheckInRequest& request,
-                                       const std::vector<const RolloutView*>& holding);
+  // nullopt (nothing done) when !may_block and the answer needs the database.
+  std::optional<Expected<v1::CheckInResponse>> Decide(const CachedDevice& device, const v1::CheckInRequest& request,
+                                                      const std::vector<const RolloutView*>& holding, bool may_block);
   // The newest deployment of `device` still under way (assigned, not yet terminal), from the
   // database, as an assignment; nullopt if none.
   Expected<std::optional<v1::Assignment>> AssignmentUnderWay(const CachedDevice& device);
   Expected<v1::Manifest> ManifestOf(const std::string& model, const std::string& version);
+  std::optional<v1::Manifest> CachedManifestOf(const std::string& model, const std::string& version);
   // Queues what the device reported; `telemetry` holds only the entries that passed validation.
   // `holding`: the rollouts whose cohorts hold the device (its telemetry's arms).
   void Enqueue(const CachedDevice& device, const v1::CheckInRequest& request,

@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
-#include <set>
 
 #include "fleet/deployment_state.h"
 #include "fleet/rollout_state.h"
@@ -23,7 +23,7 @@ DeploymentStore::DeploymentStore(db::Pool& pool, DeploymentStoreOptions options)
   versions_.push_back("");
   version_index_[""] = 0;
   sync_ = std::thread([this] { RunSync(); });
-  creator_ = std::thread([this] { RunCreator(); });
+  for (auto& creator : creators_) creator = std::thread([this] { RunCreator(); });
 }
 
 DeploymentStore::~DeploymentStore() {
@@ -35,7 +35,7 @@ DeploymentStore::~DeploymentStore() {
   if (sync_.joinable()) sync_.join();
   { std::lock_guard lock(queue_mu_); }  // the creator is waiting, or will see stop_
   queue_cv_.notify_all();
-  if (creator_.joinable()) creator_.join();
+  for (auto& creator : creators_) creator.join();
 }
 
 uint32_t DeploymentStore::InternLocked(const std::string& version) {
@@ -142,45 +142,48 @@ void DeploymentStore::RunCreator() {
 
 Status DeploymentStore::WriteCreations(std::vector<std::unique_ptr<PendingCreation>>& batch) {
   creation_batches_.fetch_add(1, std::memory_order_relaxed);
+  // In (rollout, device) order, so two creators' transactions take their row locks in the same
+  // order and never deadlock; one row per (rollout, device): ON CONFLICT touches a row once.
+  std::vector<const ForwardCreation*> rows;
+  for (const auto& p : batch) rows.push_back(&p->creation);
+  std::sort(rows.begin(), rows.end(), [](const ForwardCreation* a, const ForwardCreation* b) {
+    return std::pair(a->rollout_row_id, a->device_row_id) < std::pair(b->rollout_row_id, b->device_row_id);
+  });
+  rows.erase(std::unique(rows.begin(), rows.end(),
+                         [](const ForwardCreation* a, const ForwardCreation* b) {
+                           return a->rollout_row_id == b->rollout_row_id && a->device_row_id == b->device_row_id;
+                         }),
+             rows.end());
   std::string rollout_ids = "{";
-  for (const auto& c : batch) rollout_ids += std::to_string(c->creation.rollout_row_id) + ",";
+  std::string json = "[";
+  for (const ForwardCreation* c : rows) {
+    rollout_ids += std::to_string(c->rollout_row_id) + ",";
+    if (json.size() > 1) json += ",";
+    json += "{\"rollout\":" + std::to_string(c->rollout_row_id) + ",\"device\":" + std::to_string(c->device_row_id) +
+            ",\"target\":" + JsonString(c->target_version) + ",\"pmodel\":" + JsonString(c->previous_model) +
+            ",\"pversion\":" + JsonString(c->previous_version) + ",\"event\":" + JsonString(c->event_detail) + "}";
+  }
   rollout_ids.back() = '}';
+  json += "]";
   std::map<std::pair<int64_t, int64_t>, db::Row> created;  // by (rollout, device)
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     created.clear();
-    // The caller's snapshot may lag behind a pause, abort or rollback (made on another replica,
-    // or while it reloads): check the rollouts themselves. FOR SHARE orders this against
-    // RolloutManager::Transition, so a rollback either sees these deployments (and cancels
-    // them) or happens first (and this sees it).
-    MF_ASSIGN_OR_RETURN(auto states, tx.Exec(
-        "SELECT id FROM rollouts WHERE id = ANY($1::bigint[]) AND state = ANY($2::text[]) FOR SHARE",
-        {rollout_ids, RolloutStatesSqlArray(RolloutStatesWhere(AssignsNewDevices))}));
-    std::set<int64_t> live;
-    for (const auto& row : states) live.insert(row.Int(0));
-    std::set<std::pair<int64_t, int64_t>> seen;  // one row per (rollout, device): ON CONFLICT touches a row once
-    std::string json = "[";
-    for (const auto& p : batch) {
-      const ForwardCreation& c = p->creation;
-      if (!live.count(c.rollout_row_id) || !seen.insert({c.rollout_row_id, c.device_row_id}).second) continue;
-      if (json.size() > 1) json += ",";
-      json += "{\"rollout\":" + std::to_string(c.rollout_row_id) + ",\"device\":" + std::to_string(c.device_row_id) +
-              ",\"target\":" + JsonString(c.target_version) + ",\"pmodel\":" + JsonString(c.previous_model) +
-              ",\"pversion\":" + JsonString(c.previous_version) + ",\"event\":" + JsonString(c.event_detail) + "}";
-    }
-    json += "]";
-    if (seen.empty()) return Status::Ok();
-    MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
+    // One statement. The caller's snapshot may lag behind a pause, abort or rollback (made on
+    // another replica, or while it reloads): `live` checks the rollouts themselves. FOR SHARE
+    // orders this against RolloutManager::Transition, so a rollback either sees these
+    // deployments (and cancels them) or happens first (and nothing is created here).
+    MF_ASSIGN_OR_RETURN(auto inserted, tx.Exec(
+        "WITH live AS (SELECT id FROM rollouts WHERE id = ANY($2::bigint[]) AND state = ANY($3::text[]) FOR SHARE), "
+        "wanted AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(rollout bigint, device bigint, target text, "
+        "pmodel text, pversion text, event text) WHERE v.rollout IN (SELECT id FROM live)), "
+        "events AS (INSERT INTO device_events (device_id, kind, detail) SELECT device, 'assigned', event FROM wanted) "
         "INSERT INTO deployments (rollout_id, device_id, target_version, previous_model, previous_version, step) "
-        "SELECT v.rollout, v.device, v.target, v.pmodel, v.pversion, 'ASSIGNED' FROM jsonb_to_recordset($1::jsonb) "
-        "AS v(rollout bigint, device bigint, target text, pmodel text, pversion text) "
+        "SELECT rollout, device, target, pmodel, pversion, 'ASSIGNED' FROM wanted "
         "ON CONFLICT (rollout_id, device_id, is_rollback) DO UPDATE SET rollout_id = EXCLUDED.rollout_id "
         "RETURNING " MF_DEPLOYMENT_STORE_COLUMNS,
-        {json}));
-    for (const auto& row : rows) created[{row.Int(1), row.Int(2)}] = row;
-    return StatusOf(tx.Exec(
-        "INSERT INTO device_events (device_id, kind, detail) SELECT v.device, 'assigned', v.event "
-        "FROM jsonb_to_recordset($1::jsonb) AS v(device bigint, event text)",
-        {json}));
+        {json, rollout_ids, RolloutStatesSqlArray(RolloutStatesWhere(AssignsNewDevices))}));
+    for (const auto& row : inserted) created[{row.Int(1), row.Int(2)}] = row;
+    return Status::Ok();
   }));
   {
     std::unique_lock lock(mu_);

@@ -20,14 +20,16 @@
 //     ON CONFLICT returns the existing row, so a lagging store costs a write, never a
 //     duplicate or a wrong answer.
 //
-// Creations are queued and written by one thread, many per transaction (a group commit); each
-// caller waits for its own to be durable before it hands the assignment out.
+// Creations are queued and written many per transaction (a group commit) by two threads, so
+// one batch is being written while the next one gathers; each caller waits for its own to be
+// durable before it hands the assignment out.
 //
 // Memory: about 64 bytes per deployment (previous versions are interned).
 //
 // Thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -155,7 +157,7 @@ class DeploymentStore {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::vector<std::unique_ptr<PendingCreation>> queue_;
-  std::thread creator_;
+  std::array<std::thread, 2> creators_;
 };
 
 }  // namespace modelfleet::fleet

@@ -71,6 +71,8 @@ class DeviceCache {
   // The device holding credential `token_id`: from memory, or one (batched) database read.
   // PERMISSION_DENIED if the credential belongs to no device; UNAVAILABLE.
   Expected<CachedDevice> Lookup(int64_t token_id);
+  // The same from memory only: nullopt (nothing counted) if the cache does not hold it.
+  std::optional<CachedDevice> Find(int64_t token_id);
   // Re-reads device `device_row_id` now and updates or drops its entry (after this replica
   // enrolled, accepted, rejected or decommissioned it). Best effort: if the read fails the
   // entry is dropped, so the next check-in reads it again.

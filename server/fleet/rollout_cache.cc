@@ -53,6 +53,12 @@ Status RolloutCache::Reload() {
   return Status::Ok();
 }
 
+std::shared_ptr<const RolloutSnapshot> RolloutCache::CurrentIfFresh() {
+  if (dirty_.load()) return nullptr;
+  std::lock_guard lock(mu_);
+  return snapshot_;
+}
+
 Expected<std::shared_ptr<const RolloutSnapshot>> RolloutCache::Current() {
   bool loaded = false;
   {

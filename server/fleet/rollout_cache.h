@@ -50,6 +50,8 @@ class RolloutCache {
   // The current snapshot, reloaded first if it was invalidated (or never loaded).
   // UNAVAILABLE if it cannot be loaded.
   Expected<std::shared_ptr<const RolloutSnapshot>> Current();
+  // The current snapshot if it needs no reload; nullptr otherwise (then call Current()).
+  std::shared_ptr<const RolloutSnapshot> CurrentIfFresh();
   // Forces the next Current() to see the rollouts table as it is now.
   void Invalidate() { dirty_ = true; }
 

@@ -12,7 +12,7 @@
 
 namespace modelfleet::grpc_edge {
 
-grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context) {
+grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContextBase* context) {
   if (status.ok()) return grpc::Status::OK;
   const auto code = static_cast<grpc::StatusCode>(status.code());
   if (status.field().empty()) return grpc::Status(code, status.message());
@@ -24,7 +24,7 @@ grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context) {
                                              {.field = status.field(), .description = status.message()}));
 }
 
-Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::TokenStore& tokens,
+Expected<auth::Principal> AuthorizeCall(grpc::ServerContextBase* context, auth::TokenStore& tokens,
                                         std::string_view method) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");

@@ -24,10 +24,10 @@ inline constexpr char kFieldViolationKey[] = "modelfleet-field";
 // Converts a Status to a grpc::Status with the same code and message. When the Status names a
 // field, adds it to the trailing metadata of `context` (modelfleet-field) and, for
 // INVALID_ARGUMENT, sends a google.rpc.BadRequest detail with it (grpc-status-details-bin).
-grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContext* context);
+grpc::Status ToGrpcStatus(const Status& status, grpc::ServerContextBase* context);
 
 template <typename T>
-grpc::Status ToGrpcStatus(const Expected<T>& result, grpc::ServerContext* context) {
+grpc::Status ToGrpcStatus(const Expected<T>& result, grpc::ServerContextBase* context) {
   return ToGrpcStatus(StatusOf(result), context);
 }
 
@@ -35,7 +35,7 @@ grpc::Status ToGrpcStatus(const Expected<T>& result, grpc::ServerContext* contex
 // `method` ("/modelfleet.v1.RegistryService/PushVersion").
 // Errors: UNAUTHENTICATED (no, malformed, unknown, revoked or expired token),
 // PERMISSION_DENIED (role not allowed), UNAVAILABLE (database down).
-Expected<auth::Principal> AuthorizeCall(grpc::ServerContext* context, auth::TokenStore& tokens,
+Expected<auth::Principal> AuthorizeCall(grpc::ServerContextBase* context, auth::TokenStore& tokens,
                                         std::string_view method);
 
 // Inside a handler with `ctx`, `tokens_` and a `kService` prefix in scope: authorises the
@@ -71,10 +71,20 @@ class CallsInFlight {
 // and returns INTERNAL naming that id, so an operator can find the log line.
 grpc::Status InternalErrorForCurrentException(std::string_view method);
 
-// Runs a handler's body: registers the call in CallsInFlight for its duration and is the
-// last-resort exception barrier. Nothing should throw past the core's Status/Expected, but
-// if something does (a bug, std::bad_alloc), the caller gets INTERNAL with an incident id
-// that is logged with the exception, not gRPC's anonymous UNKNOWN.
+// The last-resort exception barrier around a handler's body. Nothing should throw past the
+// core's Status/Expected, but if something does (a bug, std::bad_alloc), the caller gets
+// INTERNAL with an incident id that is logged with the exception, not gRPC's anonymous UNKNOWN.
+template <typename Body>
+grpc::Status RunGuarded(std::string_view method, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (...) {
+    return InternalErrorForCurrentException(method);
+  }
+}
+
+// Runs a handler's body: registers the call in CallsInFlight for its duration, inside
+// RunGuarded.
 template <typename Body>
 grpc::Status GuardCall(std::string_view method, Body&& body) noexcept {
   CallsInFlight& calls = CallsInFlight::Get();
@@ -83,19 +93,14 @@ grpc::Status GuardCall(std::string_view method, Body&& body) noexcept {
   } catch (...) {
     return InternalErrorForCurrentException(method);
   }
-  grpc::Status status;
-  try {
-    status = body();
-  } catch (...) {
-    status = InternalErrorForCurrentException(method);
-  }
+  grpc::Status status = RunGuarded(method, std::forward<Body>(body));
   calls.End(method);
   return status;
 }
 
 // Copies a successful result into the response and converts the status.
 template <typename T>
-grpc::Status Respond(Expected<T> result, T* response, grpc::ServerContext* ctx) {
+grpc::Status Respond(Expected<T> result, T* response, grpc::ServerContextBase* ctx) {
   if (!result) return ToGrpcStatus(result.error(), ctx);
   *response = std::move(*result);
   return grpc::Status::OK;

@@ -26,13 +26,39 @@ grpc::Status DeviceServiceImpl::Enroll(grpc::ServerContext* ctx, const v1::Enrol
   });
 }
 
-grpc::Status DeviceServiceImpl::CheckIn(grpc::ServerContext* ctx, const v1::CheckInRequest* req,
-                                        v1::CheckInResponse* resp) {
-  return GuardCall("/modelfleet.v1.DeviceService/CheckIn", [&]() -> grpc::Status {
-    using device_service::kService;
+grpc::ServerUnaryReactor* DeviceServiceImpl::CheckIn(grpc::CallbackServerContext* ctx, const v1::CheckInRequest* req,
+                                                     v1::CheckInResponse* resp) {
+  using device_service::kService;
+  static constexpr std::string_view kMethod = "/modelfleet.v1.DeviceService/CheckIn";
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // The call stays in CallsInFlight until its reactor is finished, on whichever thread.
+  CallsInFlight& calls = CallsInFlight::Get();
+  if (!calls.Begin(kMethod)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    return reactor;
+  }
+  auto finish = [reactor, &calls](const grpc::Status& status) {
+    calls.End(kMethod);
+    reactor->Finish(status);
+  };
+  std::optional<auth::Principal> needs_database;  // the device whose answer must wait
+  grpc::Status status = RunGuarded(kMethod, [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(device, "CheckIn");
-    return Respond(check_in_.CheckIn(device, *req), resp, ctx);
+    auto answer = check_in_.CheckInWithoutBlocking(device, *req);
+    if (!answer) {
+      needs_database = device;
+      return grpc::Status::OK;
+    }
+    return Respond(std::move(*answer), resp, ctx);
   });
+  if (!needs_database) {
+    finish(status);
+    return reactor;
+  }
+  blocking_.Submit([this, ctx, req, resp, device = std::move(*needs_database), finish] {
+    finish(RunGuarded(kMethod, [&] { return Respond(check_in_.CheckIn(device, *req), resp, ctx); }));
+  });
+  return reactor;
 }
 
 grpc::Status DeviceServiceImpl::ReportDeployment(grpc::ServerContext* ctx, const v1::DeploymentReport* req,
