@@ -981,6 +981,55 @@ TEST_F(FleetCoreTest, RolloutProgressReadsTheRolloutsArmOfTheTelemetryWindows) {
   EXPECT_DOUBLE_EQ(p.class_shift(), 0.5);  // all "empty" against half "empty", half "sitting"
 }
 
+TEST_F(FleetCoreTest, CheckInWithoutBlockingAnswersFromMemoryOrDoesNothing) {
+  CheckInOptions options;
+  options.device_poll_interval = std::chrono::hours(1);
+  CheckInService check_in(*pool_, options);
+  ASSERT_TRUE(Eventually([&] { return check_in.Stats().devices_preloaded && check_in.Stats().deployments_loaded; }));
+  std::vector<auth::Principal> devices = AddDevicesWithCredentials(2, "berlin");  // after the load: not cached
+  v1::CheckInRequest request;
+  request.add_running()->set_model("mat-person");
+  request.mutable_running(0)->set_version("1.0.0");
+  *request.add_telemetry() = Telemetry("1.0.0", 10);
+  auto records = [&] { return check_in.Stats().write_behind.records; };
+
+  // Not cached: no answer, and nothing happened.
+  EXPECT_FALSE(check_in.CheckInWithoutBlocking(devices[0], request).has_value());
+  EXPECT_EQ(check_in.Stats().device_misses, 0u);
+  EXPECT_EQ(records(), 0u);
+  // The blocking form reads it; from then on it is answered from memory.
+  ASSERT_TRUE(check_in.CheckIn(devices[0], request));
+  EXPECT_EQ(records(), 1u);
+  auto fast = check_in.CheckInWithoutBlocking(devices[0], request);
+  ASSERT_TRUE(fast.has_value());
+  ASSERT_TRUE(*fast) << fast->error().ToString();
+  EXPECT_TRUE((*fast)->keep_current());
+  EXPECT_EQ(records(), 2u);
+
+  // A deployment to create: no answer, nothing created, nothing recorded.
+  auto created = rollouts_->Create(Request("*", {{100, 0}}), admin_);
+  ASSERT_TRUE(created) << created.error().ToString();
+  check_in.RolloutsChanged();
+  EXPECT_FALSE(check_in.CheckInWithoutBlocking(devices[0], request).has_value()) << "the snapshot must reload first";
+  ASSERT_TRUE(check_in.CheckIn(devices[1], request));  // reloads it (and creates devices[1]'s)
+  const uint64_t before = records();
+  EXPECT_FALSE(check_in.CheckInWithoutBlocking(devices[0], request).has_value());
+  EXPECT_EQ(records(), before);
+  int64_t deployments = -1;
+  ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
+                MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT count(*) FROM deployments"));
+                deployments = rows[0].Int(0);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(deployments, 1);
+  // Once created, handing it out again needs no database.
+  auto assigned = check_in.CheckIn(devices[0], request);
+  ASSERT_TRUE(assigned && assigned->has_assignment());
+  auto again = check_in.CheckInWithoutBlocking(devices[0], request);
+  ASSERT_TRUE(again.has_value() && *again && (*again)->has_assignment());
+  EXPECT_EQ((*again)->assignment().deployment_id(), assigned->assignment().deployment_id());
+}
+
 TEST_F(FleetCoreTest, CheckInKeepsAnUnknownAgentStateAndDropsOnlyTheBadTelemetry) {
   std::vector<auth::Principal> devices = AddDevicesWithCredentials(2, "berlin");
   CheckInService check_in(*pool_, {});
