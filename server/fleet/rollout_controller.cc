@@ -61,7 +61,12 @@ Expected<int> RolloutController::Tick() {
         "UPDATE deployments dp SET step = $1, reason = 'no progress within ' || r.deployment_timeout_seconds || ' s', "
         "updated_at = now() FROM rollouts r WHERE dp.rollout_id = r.id "
         "AND dp.step IN " MF_IN_PROGRESS_STEPS_SQL " "
-        "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) RETURNING dp.id",
+        "AND dp.updated_at < now() - make_interval(secs => r.deployment_timeout_seconds) "
+        // The same bound with the shortest timeout of all: a constant for the planner, so only
+        // the rows old enough to time out are visited (deployments_updated_at), not every
+        // deployment under way in the fleet on every tick.
+        "AND dp.updated_at < now() - make_interval(secs => (SELECT coalesce(min(deployment_timeout_seconds), 0) "
+        "FROM rollouts)) RETURNING dp.id",
         {std::string(StepName(v1::DEPLOYMENT_STEP_TIMED_OUT))}));
     if (!timed_out.empty()) spdlog::info("timed out {} deployment(s)", timed_out.size());
     any_timed_out = !timed_out.empty();
