@@ -158,6 +158,7 @@ std::optional<Expected<v1::CheckInResponse>> CheckInService::CheckIn(const auth:
   // nullopt when !may_block.
   MF_RETURN_IF_ERROR(ValidateCheckIn(request));
   std::optional<CachedDevice> cached = devices_.Find(principal.token_id);
+  const bool in_memory = cached.has_value();
   if (!cached && !may_block) return std::nullopt;
   if (!cached) {
     auto looked_up = devices_.Lookup(principal.token_id);
@@ -182,6 +183,7 @@ std::optional<Expected<v1::CheckInResponse>> CheckInService::CheckIn(const auth:
     }
   }
   // No side effect before this line on a path that returned nullopt.
+  if (in_memory) devices_.CountHit();
   if (new_attributes) {
     MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
       const auto& a = request.attributes();

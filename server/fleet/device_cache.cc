@@ -49,12 +49,14 @@ std::optional<CachedDevice> DeviceCache::Find(int64_t token_id) {
   std::shared_lock lock(mu_);
   auto it = devices_.find(token_id);
   if (it == devices_.end() || std::chrono::steady_clock::now() - it->second.fetched >= options_.ttl) return std::nullopt;
-  hits_.fetch_add(1, std::memory_order_relaxed);
   return it->second;
 }
 
 Expected<CachedDevice> DeviceCache::Lookup(int64_t token_id) {
-  if (auto cached = Find(token_id)) return *cached;
+  if (auto cached = Find(token_id)) {
+    CountHit();
+    return *cached;
+  }
   misses_.fetch_add(1, std::memory_order_relaxed);
   // Join the batch being collected; the first waiter that finds no read under way leads it.
   std::shared_ptr<MissBatch> batch;

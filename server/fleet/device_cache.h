@@ -71,8 +71,10 @@ class DeviceCache {
   // The device holding credential `token_id`: from memory, or one (batched) database read.
   // PERMISSION_DENIED if the credential belongs to no device; UNAVAILABLE.
   Expected<CachedDevice> Lookup(int64_t token_id);
-  // The same from memory only: nullopt (nothing counted) if the cache does not hold it.
+  // The same from memory only: nullopt if the cache does not hold it. Counts nothing: a
+  // caller that goes on with the entry calls CountHit().
   std::optional<CachedDevice> Find(int64_t token_id);
+  void CountHit() { hits_.fetch_add(1, std::memory_order_relaxed); }
   // Re-reads device `device_row_id` now and updates or drops its entry (after this replica
   // enrolled, accepted, rejected or decommissioned it). Best effort: if the read fails the
   // entry is dropped, so the next check-in reads it again.

@@ -1013,8 +1013,10 @@ TEST_F(FleetCoreTest, CheckInWithoutBlockingAnswersFromMemoryOrDoesNothing) {
   EXPECT_FALSE(check_in.CheckInWithoutBlocking(devices[0], request).has_value()) << "the snapshot must reload first";
   ASSERT_TRUE(check_in.CheckIn(devices[1], request));  // reloads it (and creates devices[1]'s)
   const uint64_t before = records();
+  const uint64_t hits = check_in.Stats().device_hits;
   EXPECT_FALSE(check_in.CheckInWithoutBlocking(devices[0], request).has_value());
   EXPECT_EQ(records(), before);
+  EXPECT_EQ(check_in.Stats().device_hits, hits) << "a check-in that did not happen was counted";
   int64_t deployments = -1;
   ASSERT_TRUE(pool_->Read([&](db::Tx& tx) -> Status {
                 MF_ASSIGN_OR_RETURN(auto rows, tx.Exec("SELECT count(*) FROM deployments"));
