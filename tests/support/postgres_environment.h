@@ -4,14 +4,13 @@
 // and give each test its own database with Cluster()->CreateDatabase(name).
 #pragma once
 
-#include <spdlog/spdlog.h>
-
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 
 #include "temp_postgres.h"
+#include "test_logging.h"
 
 namespace modelfleet::testing {
 
@@ -24,10 +23,7 @@ inline TempPostgres*& Cluster() {
 class PostgresEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    // spdlog creates its registry (and default logger) on first use, inside the uninstrumented
-    // libspdlog: created by one background thread while another logs, ThreadSanitizer sees a
-    // race it cannot see the guard of. Create it here, before any test starts a thread.
-    spdlog::default_logger_raw();
+    CreateLoggerRegistry();  // before any test starts a thread (see test_logging.h)
     std::string error;
     cluster_ = TempPostgres::Start(&error);
     ASSERT_NE(cluster_, nullptr) << error;
