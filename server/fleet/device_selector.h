@@ -21,6 +21,9 @@
 //                    DECOMMISSIONED (bare or quoted, any case; stored upper case)
 //   offline_for      < <= > >= only: seconds since last_seen, 0 to 3153600000 (100 years). A
 //                    device never seen is offline forever: it matches > and >=, never < or <=.
+//                    last_seen of a device that keeps checking in with nothing new is written
+//                    only every status_refresh (30 min by default, fleet/write_behind.h), so
+//                    offline_for is precise to that much.
 //   running          = != "model@version" (exactly one '@', both sides non-empty): the model and
 //                    version the device reports it runs
 //   deployment_step  = != in, not in: ASSIGNED | DOWNLOADING | VERIFYING | INSTALLING |
