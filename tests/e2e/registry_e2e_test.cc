@@ -554,6 +554,12 @@ TEST_F(RegistryE2E, SigtermLetsAnInFlightPushFinish) {
     msg.set_chunk(bytes.substr(off, 1 << 20));
     ASSERT_TRUE(writer->Write(msg));
   }
+  // The drain waits for the calls whose handler has begun. A write can complete while the
+  // bytes still sit in the server's transport, before its handler thread has started (seen
+  // once under ASan on a loaded machine: the push was cancelled at shutdown, most likely
+  // because its handler had not begun); give the handler time to begin, so this tests the
+  // drain, not that race.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   server_->process().Signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   for (size_t off = half; off < bytes.size(); off += 1 << 20) {
