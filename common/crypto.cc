@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
@@ -92,6 +93,15 @@ bool IsSha256Hex(std::string_view s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');  // EVP_EncodeBlock adds a NUL
+  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                      reinterpret_cast<const unsigned char*>(bytes.data()),
+                                      static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(written));
+  return out;
 }
 
 std::string RandomBytes(size_t n) {
@@ -213,6 +223,73 @@ Expected<std::string> ReadEd25519PublicKeyPem(const std::string& path) {
 Expected<std::string> ReadEd25519PrivateKeyPem(const std::string& path) {
   MF_ASSIGN_OR_RETURN(auto key, ReadPem(path, true));
   return RawPrivateKey(key.get());
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view message) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+       message.size(), mac, &len);
+  return HexEncode(std::span<const uint8_t>(mac, len));
+}
+
+namespace {
+
+constexpr size_t kGcmTagBytes = 16;
+
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+
+Status CheckGcmArgs(std::string_view key, std::string_view nonce) {
+  if (key.size() != kAesGcmKeyBytes) return InvalidArgument("key", "AES-256-GCM needs a 32-byte key");
+  if (nonce.size() != kAesGcmNonceBytes) return InvalidArgument("nonce", "AES-256-GCM needs a 12-byte nonce");
+  return Status::Ok();
+}
+
+const unsigned char* U(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+}  // namespace
+
+Expected<std::string> AesGcmSeal(std::string_view key, std::string_view nonce, std::string_view plaintext) {
+  MF_RETURN_IF_ERROR(CheckGcmArgs(key, nonce));
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  std::string out(plaintext.size() + kGcmTagBytes, '\0');
+  int len = 0, total = 0;
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(nonce)) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), o, &len, U(plaintext), static_cast<int>(plaintext.size())) != 1) {
+    return Fail(Internal("AES-256-GCM encryption failed"));
+  }
+  total = len;
+  if (EVP_EncryptFinal_ex(ctx.get(), o + total, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagBytes, o + total + len) != 1) {
+    return Fail(Internal("AES-256-GCM encryption failed"));
+  }
+  out.resize(total + len + kGcmTagBytes);
+  return out;
+}
+
+Expected<std::string> AesGcmOpen(std::string_view key, std::string_view nonce, std::string_view sealed) {
+  MF_RETURN_IF_ERROR(CheckGcmArgs(key, nonce));
+  if (sealed.size() < kGcmTagBytes) return Fail(InvalidArgument("sealed", "shorter than the GCM tag"));
+  const std::string_view ciphertext = sealed.substr(0, sealed.size() - kGcmTagBytes);
+  std::string tag(sealed.substr(ciphertext.size()));
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  std::string out(ciphertext.size() + kGcmTagBytes, '\0');
+  int len = 0, total = 0;
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(nonce)) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), o, &len, U(ciphertext), static_cast<int>(ciphertext.size())) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagBytes, tag.data()) != 1) {
+    return Fail(Internal("AES-256-GCM decryption failed"));
+  }
+  total = len;
+  if (EVP_DecryptFinal_ex(ctx.get(), o + total, &len) != 1) {
+    return Fail(PermissionDenied("AES-256-GCM tag does not verify (wrong key or altered data)"));
+  }
+  out.resize(total + len);
+  return out;
 }
 
 }  // namespace modelfleet

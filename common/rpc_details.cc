@@ -102,15 +102,19 @@ bool ForEachBytesField(std::string_view message, int wanted, Each each) {
 
 }  // namespace
 
-std::string EncodeBadRequestStatus(int code, std::string_view message, const FieldViolation& violation) {
+std::string EncodeBadRequest(const FieldViolation& violation) {
   std::string field_violation;
   AppendBytes(field_violation, 1, violation.field);
   AppendBytes(field_violation, 2, violation.description);
   std::string bad_request;
   AppendBytes(bad_request, 1, field_violation);
+  return bad_request;
+}
+
+std::string EncodeBadRequestStatus(int code, std::string_view message, const FieldViolation& violation) {
   std::string any;
   AppendBytes(any, 1, kBadRequestTypeUrl);
-  AppendBytes(any, 2, bad_request);
+  AppendBytes(any, 2, EncodeBadRequest(violation));
   std::string status;
   AppendVarint(status, 1 << 3 | kVarint);
   AppendVarint(status, static_cast<uint64_t>(static_cast<int64_t>(code)));  // int32: sign-extended

@@ -210,6 +210,7 @@ echo "$(head -n 1 "$work/pg/postmaster.pid") postgres" >>"$logs/pids"
 db="host=127.0.0.1 port=$pg_port dbname=modelfleet user=postgres"
 
 grpc_port=$(free_port)
+http_port=$(free_port)
 blob_flags=(--blob-store local --blob-dir "$work/blobs")
 blob_where="local blob store in $work/blobs"
 if [[ -n ${MODELFLEET_S3_ENDPOINT:-} ]]; then
@@ -223,7 +224,8 @@ if [[ -n ${MODELFLEET_S3_ENDPOINT:-} ]]; then
 fi
 step "starting modelfleet-server on 127.0.0.1:$grpc_port ($blob_where)"
 mkdir -p "$work/blobs" "$work/cache"
-"$server_bin" serve --insecure --listen "127.0.0.1:$grpc_port" --database-url "$db" "${blob_flags[@]}" \
+"$server_bin" serve --insecure --listen "127.0.0.1:$grpc_port" --http-listen "127.0.0.1:$http_port" \
+  --database-url "$db" "${blob_flags[@]}" \
   --cache-dir "$work/cache" --require-signatures --check-in-interval-seconds 1 \
   --controller-interval-ms 300 --shutdown-grace-seconds 5 >"$logs/server.log" 2>&1 &
 server_pid=$!
@@ -470,6 +472,18 @@ for r in sorted(json.load(sys.stdin), key=lambda r: r["create_time"]):
     print("     %-38s %-6s %-12s %s" % (r["rollout_id"], r["version"], r["state"].replace("ROLLOUT_STATE_", ""),
           " -> ".join("%g%%" % s["percent"] for s in r["stages"])))'
 say "the fleet: $mats mats, running: $(fleet_versions)"
+# The same rollouts through the HTTP face's JSON API (Connect protocol), as curl would ask.
+http_rollouts=$(MODELFLEET_TOKEN=$admin "$python" -c '
+import json, os, sys, urllib.request
+req = urllib.request.Request("http://127.0.0.1:%s/modelfleet.v1.FleetService/ListRollouts" % sys.argv[1],
+    data=json.dumps({"model": sys.argv[2]}).encode(),
+    headers={"Content-Type": "application/json", "Authorization": "Bearer " + os.environ["MODELFLEET_TOKEN"]})
+print(len(json.load(urllib.request.urlopen(req, timeout=10)).get("rollouts", [])))' "$http_port" "$model") ||
+  fail "the JSON API on 127.0.0.1:$http_port did not answer ListRollouts"
+grpc_rollouts=$(MODELFLEET_TOKEN=$admin cli -o json rollouts list --model "$model" | pyjson 'print(len(json.load(sys.stdin)))')
+[[ $http_rollouts == "$grpc_rollouts" ]] ||
+  fail "ListRollouts over HTTP gave $http_rollouts rollouts, over gRPC $grpc_rollouts"
+say "HTTP face on http://127.0.0.1:$http_port: ListRollouts over JSON gives the same $http_rollouts rollouts"
 say "logs: $logs (server.log, postgres.log, release-<v>.log, mat-<n>.log and .events.jsonl, pids)"
 echo
 say "look around (while the demo is up: --keep):"
@@ -480,6 +494,9 @@ say "  $cli_bin versions show $model@1.1.0"
 say "  $cli_bin rollouts list"
 say "  $cli_bin rollouts show ${rollout_of[1.2.0]}"
 say "  $cli_bin devices history <device id>"
+say "  curl -s -H 'Content-Type: application/json' -H \"Authorization: Bearer \$MODELFLEET_TOKEN\" \\"
+say "       -d '{}' http://127.0.0.1:$http_port/modelfleet.v1.FleetService/ListRollouts"
+say "  curl -s http://127.0.0.1:$http_port/metrics          (Prometheus)"
 echo
 echo "modelfleet demo: OK in $((SECONDS - started)) s -- 1.1.0 reached 100% of $mats mats (${rollout_of[1.1.0]}), the broken 1.2.0 was rolled back (${rollout_of[1.2.0]}), $mats/$mats mats on 1.1.0"
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libpqxx-dev libcurl4-openssl-dev libssl-dev openssl
+  libpqxx-dev libcurl4-openssl-dev libssl-dev openssl libcpp-httplib-dev prometheus
   libspdlog-dev libcli11-dev libgtest-dev libgmock-dev
   postgresql-15 postgresql-client-15
   python3 python3-grpcio python3-grpc-tools python3-protobuf python3-yaml

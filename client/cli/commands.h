@@ -130,4 +130,15 @@ Status RolloutAction(const Settings& s, const std::string& verb, const std::stri
 // json. Errors: those of the stream; UNAVAILABLE if it ends before the rollout does.
 Expected<v1::RolloutState> WatchRollout(const Settings& s, const std::string& rollout_id, bool live);
 
+// ---------------------------------------------------------------- events (commands_events.cc)
+struct TailEventsOptions {
+  std::vector<std::string> types;  // "rollout.paused" or "rollout.*"; empty: all the role may read
+  std::string subject;             // "kind" or "kind/id", e.g. "rollout/ro-3"
+  int64_t since = 0;               // after this event id; -1 with follow: only new ones
+  bool follow = false;             // keep streaming new events until interrupted
+};
+// One line per event, oldest first ("ID  TIME  TYPE  KIND/ID  ACTOR  PAYLOAD"), or one JSON
+// object per line with -o json. Without follow, returns after the newest event.
+Status TailEvents(const Settings& s, const TailEventsOptions& o);
+
 }  // namespace modelfleet::cli

@@ -329,6 +329,17 @@ void AddRollouts(CLI::App& app, Wiring& w) {
   }
 }
 
+void AddEvents(CLI::App& app, Wiring& w) {
+  auto* noun = Noun(app, "events", "the server's event log (what changed, by whom)");
+  static TailEventsOptions o;
+  auto* tail = noun->add_subcommand("tail", "print events, oldest first; --follow keeps streaming new ones");
+  tail->add_option("--type", o.types, "only this type (rollout.paused) or family (rollout.*); repeatable");
+  tail->add_option("--subject", o.subject, "only this subject: KIND or KIND/ID, e.g. rollout/ro-3");
+  tail->add_option("--since", o.since, "only events after this id (-1 with --follow: only new ones)");
+  tail->add_flag("--follow,-f", o.follow, "keep streaming new events until interrupted");
+  w.On(tail, [](const Settings& s) { return TailEvents(s, o); });
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"modelfleet: model registry and fleet command line"};
   app.require_subcommand(1);
@@ -357,6 +368,7 @@ int Main(int argc, char** argv) {
   AddDevices(app, wiring);
   AddEnrollTokens(app, wiring);
   AddRollouts(app, wiring);
+  AddEvents(app, wiring);
 
   try {
     app.parse(argc, argv);

@@ -40,6 +40,9 @@ std::string HexEncode(std::string_view bytes);
 // Errors: INVALID_ARGUMENT if not an even number of hex digits.
 Expected<std::string> HexDecode(std::string_view hex);
 
+// Standard base64 (RFC 4648 section 4) with padding.
+std::string Base64Encode(std::string_view bytes);
+
 // True if `s` is exactly 64 lowercase hex characters.
 bool IsSha256Hex(std::string_view s);
 
@@ -48,6 +51,20 @@ std::string RandomBytes(size_t n);
 
 // Constant-time comparison of equal-length strings (false if lengths differ).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// HMAC-SHA256 of `message` under `key`, as 64 lowercase hex characters.
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+
+// AES-256-GCM with a 32-byte key and a 12-byte nonce, no associated data. Seal returns
+// ciphertext || 16-byte tag. A nonce must never be used twice with one key: pass a fresh
+// RandomBytes(kAesGcmNonceBytes) for every message.
+inline constexpr size_t kAesGcmKeyBytes = 32;
+inline constexpr size_t kAesGcmNonceBytes = 12;
+// Errors: INVALID_ARGUMENT (key or nonce length).
+Expected<std::string> AesGcmSeal(std::string_view key, std::string_view nonce, std::string_view plaintext);
+// Errors: INVALID_ARGUMENT (key or nonce length, too short), PERMISSION_DENIED (the tag does
+// not verify: another key, or the bytes were altered).
+Expected<std::string> AesGcmOpen(std::string_view key, std::string_view nonce, std::string_view sealed);
 
 // Ed25519 (RFC 8032). Keys are raw: 32-byte public key, 32-byte private seed.
 struct Ed25519KeyPair {

@@ -21,6 +21,9 @@ struct FieldViolation {
   std::string field, description;
 };
 
+// The serialized google.rpc.BadRequest {violation} (what a Connect error detail's value holds).
+std::string EncodeBadRequest(const FieldViolation& violation);
+
 // The serialized google.rpc.Status {code, message, details: [BadRequest {violation}]}.
 std::string EncodeBadRequestStatus(int code, std::string_view message, const FieldViolation& violation);
 

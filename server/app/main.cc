@@ -55,7 +55,18 @@ void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c, bool& no_mig
       ->capture_default_str();
   app.add_option("--tls-cert", c.tls_cert, "PEM certificate chain for TLS")->envname("MODELFLEET_TLS_CERT");
   app.add_option("--tls-key", c.tls_key, "PEM private key for TLS")->envname("MODELFLEET_TLS_KEY");
-  app.add_flag("--insecure", c.insecure, "serve plaintext gRPC (no TLS)")->envname("MODELFLEET_INSECURE");
+  app.add_flag("--insecure", c.insecure, "serve plaintext gRPC and HTTP (no TLS)")->envname("MODELFLEET_INSECURE");
+  app.add_option("--http-listen", c.http_listen,
+                 "host:port to serve HTTP on (JSON API, artifact downloads, /metrics, /healthz, /readyz); "
+                 "TLS with --tls-cert/--tls-key; off when empty")
+      ->envname("MODELFLEET_HTTP_LISTEN");
+  app.add_option("--http-threads", c.http_threads, "HTTP requests served at once")
+      ->envname("MODELFLEET_HTTP_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1024));
+  app.add_flag("--metrics-require-token", c.metrics_require_token,
+               "GET /metrics needs an admin or viewer bearer token")
+      ->envname("MODELFLEET_METRICS_REQUIRE_TOKEN");
   app.add_flag("--require-signatures", c.require_signatures, "reject pushes of unsigned manifests")
       ->envname("MODELFLEET_REQUIRE_SIGNATURES");
   app.add_option("--check-in-interval-seconds", c.check_in_interval_seconds,
@@ -70,6 +81,11 @@ void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c, bool& no_mig
       ->envname("MODELFLEET_CONTROLLER_INTERVAL_MS")
       ->capture_default_str()
       ->check(CLI::Range(50, 600000));
+  app.add_option("--event-retention-hours", c.event_retention_hours,
+                 "events (ListEvents, WatchEvents) older than this are pruned")
+      ->envname("MODELFLEET_EVENT_RETENTION_HOURS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 24 * 3650));
   app.add_flag("--allow-publisher-rollouts", c.allow_publisher_rollouts, "let publisher tokens (CI) create rollouts")
       ->envname("MODELFLEET_ALLOW_PUBLISHER_ROLLOUTS");
   app.add_option("--shutdown-grace-seconds", c.shutdown_grace_seconds, "time in-flight calls get at SIGTERM")

@@ -30,11 +30,16 @@ struct ServerConfig {
   std::string tls_key;
   bool insecure = false;                        // plaintext, only when asked for
 
+  std::string http_listen;                      // HTTP face (JSON API, /metrics); empty = off
+  int http_threads = 32;                        // concurrent HTTP requests
+  bool metrics_require_token = false;           // /metrics asks for an admin or viewer token
+
   bool require_signatures = false;
 
   uint32_t check_in_interval_seconds = 60;      // what devices are told, spread +-25%
   uint32_t deployment_timeout_seconds = 3600;   // default for rollouts that set none
   int controller_interval_ms = 1000;            // rollout controller tick
+  uint32_t event_retention_hours = 720;         // events older than this are pruned (30 days)
   bool allow_publisher_rollouts = false;        // let CI (publisher tokens) create rollouts
   int shutdown_grace_seconds = 30;
   std::string log_format = "text";              // "text" or "json"

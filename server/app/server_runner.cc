@@ -18,20 +18,28 @@
 #include <sstream>
 #include <thread>
 
+#include "app/server_metrics.h"
 #include "auth/method_roles.h"
 #include "auth/token_store.h"
 #include "blob/local_blob_store.h"
 #include "blob/s3/s3_blob_store.h"
 #include "db/migrations.h"
 #include "db/pool.h"
+#include "events/event_log.h"
+#include "events/event_notifier.h"
+#include "events/event_pruner.h"
 #include "fleet/check_in.h"
 #include "fleet/device_registry.h"
 #include "fleet/rollout_controller.h"
 #include "fleet/rollout_manager.h"
 #include "grpc/admin_service.h"
 #include "grpc/call_context.h"
+#include "grpc/event_service.h"
 #include "grpc/fleet_services.h"
 #include "grpc/registry_service.h"
+#include "grpc/rpc_metrics.h"
+#include "http/http_server.h"
+#include "metrics/metrics.h"
 #include "registry/artifact_cache.h"
 #include "registry/registry.h"
 
@@ -204,6 +212,14 @@ int RunServer(const ServerConfig& config) {
     spdlog::critical("cannot start: {}", s.ToString());
     return 2;
   };
+  // One metrics registry per server, declared first so it outlives everything that records
+  // into it; GuardCall records into the installed RpcMetrics.
+  metrics::Registry metrics;
+  grpc_edge::RpcMetrics rpc_metrics(
+      metrics, {v1::RegistryService::service_full_name(), v1::AdminService::service_full_name(),
+                v1::DeviceService::service_full_name(), v1::FleetService::service_full_name(),
+                v1::EventService::service_full_name()});
+  grpc_edge::ScopedRpcMetricsInstall rpc_metrics_installed(rpc_metrics);
   auto credentials = ServerCredentials(config);
   if (!credentials) return fail(credentials.error());
   auto pool = OpenDatabase(config);
@@ -243,6 +259,17 @@ int RunServer(const ServerConfig& config) {
   grpc_edge::FleetServiceImpl fleet_service(devices, rollouts, tokens,
                                             {.allow_publisher_rollouts = config.allow_publisher_rollouts});
   fleet::RolloutController controller(**pool, rollouts, std::chrono::milliseconds(config.controller_interval_ms));
+  metrics::CollectorRegistration server_metrics = app::RegisterServerMetrics(
+      metrics, {.pool = pool->get(), .check_in = check_in.get(), .artifact_cache = &cache, .tokens = &tokens,
+                .controller = &controller, .rollouts = &rollouts});
+  // The events the cores write: read back, streamed live (LISTEN on a connection of its own),
+  // pruned after the retention.
+  events::EventLog event_log(**pool);
+  events::EventNotifier event_notifier(event_log, config.database_url);
+  events::EventPruner event_pruner(event_log, std::chrono::hours(config.event_retention_hours));
+  event_notifier.Start();
+  event_pruner.Start();
+  grpc_edge::EventServiceImpl event_service(event_log, event_notifier, tokens);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -253,6 +280,7 @@ int RunServer(const ServerConfig& config) {
   builder.RegisterService(&admin_service);
   builder.RegisterService(&device_service);
   builder.RegisterService(&fleet_service);
+  builder.RegisterService(&event_service);
   builder.SetMaxReceiveMessageSize(4 << 20);
   // gRPC's sync-server threads wait this long for work before they notice a shutdown; its
   // default (10 s) kept the process alive well past the grace.
@@ -260,6 +288,30 @@ int RunServer(const ServerConfig& config) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || selected_port == 0) return fail(Unavailable("cannot listen on " + config.listen));
   server->GetHealthCheckService()->SetServingStatus(true);
+
+  // The HTTP face calls the same services through an in-process channel (see http_server.h).
+  // Declared after `server`, so it is destroyed first.
+  std::unique_ptr<http_edge::HttpServer> http_server;
+  if (!config.http_listen.empty()) {
+    http_edge::HttpServerOptions http;
+    http.listen = config.http_listen;
+    http.tls_cert = config.tls_cert;
+    http.tls_key = config.tls_key;
+    http.threads = config.http_threads;
+    http.services = {"modelfleet.v1.RegistryService", "modelfleet.v1.AdminService", "modelfleet.v1.DeviceService",
+                     "modelfleet.v1.FleetService", "modelfleet.v1.EventService"};
+    http.ready = [&pool] { return !grpc_edge::CallsInFlight::Get().draining() && !(*pool)->database_down(); };
+    http.metrics = [&metrics] { return metrics.Render(); };
+    http.metrics_require_token = config.metrics_require_token;
+    auto started = http_edge::HttpServer::Start(http, server->InProcessChannel(grpc::ChannelArguments()), tokens);
+    if (!started) {
+      server->Shutdown(std::chrono::system_clock::now());
+      return fail(started.error().Annotate("starting the HTTP listener"));
+    }
+    http_server = std::move(*started);
+    spdlog::info("HTTP listening on {} (port {}, {})", config.http_listen, http_server->port(),
+                 config.tls_cert.empty() ? "plaintext" : "TLS");
+  }
   controller.Start();
   spdlog::info("modelfleet-server listening on {} (port {}, {})", config.listen, selected_port,
                config.tls_cert.empty() ? "plaintext" : "TLS");
@@ -284,10 +336,12 @@ int RunServer(const ServerConfig& config) {
   // An immediate deadline: gRPC cancels what is left and closes the clients' connections
   // (with a later one it would wait for idle clients to hang up).
   server->Shutdown(std::chrono::system_clock::now());
+  if (http_server) http_server->Stop();  // its calls through gRPC have ended or been cancelled
   server->Wait();
   controller.Stop();
   devices.SetDeviceListener(nullptr);
   rollouts.SetListeners({});
+  server_metrics.Reset();  // waits for a scrape under way; the collector never runs again
   check_in.reset();  // flushes what was written behind
   watchdog.Done();
   spdlog::info("stopped");

@@ -61,6 +61,12 @@ const std::map<std::string, std::vector<v1::Role>, std::less<>>& Table() {
       {"/modelfleet.v1.FleetService/AbortRollout", {kAdmin}},
       {"/modelfleet.v1.FleetService/RollbackRollout", {kAdmin}},
       {"/modelfleet.v1.FleetService/RetryFailed", {kAdmin}},
+      // EventService: each role sees only the event types it may read (events/event_types.h).
+      {"/modelfleet.v1.EventService/ListEvents", {kAdmin, kPublisher, kViewer}},
+      {"/modelfleet.v1.EventService/WatchEvents", {kAdmin, kPublisher, kViewer}},
+      // HTTP routes the HTTP server authorises itself (the JSON API's procedures are the RPCs
+      // above; the artifact downloads are Download).
+      {"GET /metrics", {kAdmin, kViewer}},
   };
   return *table;
 }

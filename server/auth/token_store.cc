@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "events/event_log.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/validation.h"
 #include "util/cache_sync.h"
@@ -127,7 +128,10 @@ Expected<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateTokenReques
   v1::CreateTokenResponse response;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(response, CreateWithin(tx, request, created_by));
-    return Status::Ok();
+    return StatusOf(events::AppendEvent(tx, {"token.created", created_by, "token", std::to_string(response.token().id()),
+                                             events::Payload()
+                                                 .Str("name", response.token().name())
+                                                 .Str("role", RoleName(response.token().role()))}));
   }));
   return response;
 }
@@ -204,18 +208,24 @@ Expected<Principal> TokenStore::Authenticate(const std::string& secret) {
   return entry.principal;
 }
 
-Expected<v1::Token> TokenStore::Revoke(int64_t id) {
+Expected<v1::Token> TokenStore::Revoke(int64_t id, const std::string& revoked_by) {
   v1::Token token;
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING " +
-            std::string(kTokenColumns) + ", token_hash",
+            std::string(kTokenColumns) + ", token_hash, revoked_at = now()",
         {id}));
     if (rows.empty()) return NotFound("token " + std::to_string(id) + " does not exist");
     token = TokenFromRow(rows[0]);
-    std::lock_guard lock(mu_);
-    cache_.erase(rows[0].Str(7));
-    return Status::Ok();
+    {
+      std::lock_guard lock(mu_);
+      cache_.erase(rows[0].Str(7));
+    }
+    if (!rows[0].Bool(8)) return Status::Ok();  // revoked before: one event
+    return StatusOf(events::AppendEvent(tx, {"token.revoked", revoked_by, "token", std::to_string(id),
+                                             events::Payload()
+                                                 .Str("name", token.name())
+                                                 .Str("role", RoleName(token.role()))}));
   });
   MF_RETURN_IF_ERROR(s);
   return token;

@@ -35,11 +35,13 @@ class TokenStore {
  public:
   explicit TokenStore(db::Pool& pool, std::chrono::milliseconds cache_ttl = std::chrono::seconds(5));
 
-  // Errors: INVALID_ARGUMENT (name, role, ttl_seconds), UNAVAILABLE.
+  // Writes a token.created event with the token. Errors: INVALID_ARGUMENT (name, role,
+  // ttl_seconds), UNAVAILABLE.
   Expected<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request,
                                            const std::string& created_by);
   // Same as Create, inside the caller's transaction (for device enrollment, which creates the
-  // device row and its credential atomically). The cache is not touched.
+  // device row and its credential atomically). The cache is not touched. No event: the
+  // caller's own event (device.enrolled) covers the credential.
   Expected<v1::CreateTokenResponse> CreateWithin(db::Tx& tx, const v1::CreateTokenRequest& request,
                                                  const std::string& created_by);
   // Revokes inside the caller's transaction and drops the token from this replica's cache.
@@ -47,8 +49,9 @@ class TokenStore {
 
   // UNAUTHENTICATED if the secret is malformed, unknown, revoked or expired; UNAVAILABLE.
   Expected<Principal> Authenticate(const std::string& secret);
-  // NOT_FOUND, UNAVAILABLE. Revoking twice is OK.
-  Expected<v1::Token> Revoke(int64_t id);
+  // Writes a token.revoked event (the first time only) naming `revoked_by` (a principal's
+  // Actor()). NOT_FOUND, UNAVAILABLE. Revoking twice is OK.
+  Expected<v1::Token> Revoke(int64_t id, const std::string& revoked_by);
   Expected<std::vector<v1::Token>> List(bool include_revoked);
   // The caller's own token.
   Expected<v1::Token> Get(int64_t id);

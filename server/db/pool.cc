@@ -386,6 +386,15 @@ Expected<std::unique_ptr<Pool>> Pool::Open(const PoolOptions& options) {
 
 int Pool::open_connections() const { return open_connections_.load(); }
 
+Pool::Stats Pool::GetStats() const {
+  return {options_.size,
+          open_connections_.load(std::memory_order_relaxed),
+          in_use_.load(std::memory_order_relaxed),
+          acquisitions_.load(std::memory_order_relaxed),
+          acquire_timeouts_.load(std::memory_order_relaxed),
+          std::chrono::nanoseconds(acquire_wait_ns_.load(std::memory_order_relaxed))};
+}
+
 Status Pool::ConnectOnce(PoolSlot& slot) {
   if (slot.connection) return Status::Ok();
   try {
@@ -410,12 +419,18 @@ void Pool::Disconnect(PoolSlot& slot) {
 }
 
 Expected<Pool::Lease> Pool::Acquire(bool probe) {
+  const auto wait_start = std::chrono::steady_clock::now();
   std::unique_lock lock(mu_);
   const bool ready = slot_returned_.wait_for(lock, options_.acquire_timeout, [&] {
     return !idle_.empty() || (!probe && down_flag_.load(std::memory_order_relaxed));
   });
+  acquire_wait_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                       std::chrono::steady_clock::now() - wait_start)
+                                                       .count()),
+                             std::memory_order_relaxed);
   if (ready && idle_.empty()) return Fail(Unavailable("database unreachable (found while waiting for a connection)"));
   if (!ready) {
+    acquire_timeouts_.fetch_add(1, std::memory_order_relaxed);
     return Fail(Status(StatusCode::kResourceExhausted,
                        "no database connection became free within " +
                            std::to_string(options_.acquire_timeout.count()) + " ms (pool size " +
@@ -423,10 +438,13 @@ Expected<Pool::Lease> Pool::Acquire(bool probe) {
   }
   std::unique_ptr<PoolSlot> slot = std::move(idle_.front());
   idle_.pop_front();
+  in_use_.fetch_add(1, std::memory_order_relaxed);
+  acquisitions_.fetch_add(1, std::memory_order_relaxed);
   return Lease(this, std::move(slot));
 }
 
 void Pool::Release(std::unique_ptr<PoolSlot> slot) {
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
   if (slot->connection && !slot->connection->connection.is_open()) Disconnect(*slot);
   {
     std::lock_guard lock(mu_);

@@ -238,6 +238,18 @@ class Pool {
 
   // Number of connections currently open (idle or in use). For tests and metrics.
   int open_connections() const;
+
+  // For metrics; each field is read on its own (not one snapshot).
+  struct Stats {
+    int size = 0;              // connections the pool may hold (PoolOptions::size)
+    int open_connections = 0;  // open, idle or in use
+    int in_use = 0;            // held by a call (a transaction, a session) right now
+    uint64_t acquisitions = 0;     // connections handed to calls
+    uint64_t acquire_timeouts = 0; // calls that got RESOURCE_EXHAUSTED waiting for one
+    // Total time calls spent waiting for a connection (including those that timed out).
+    std::chrono::nanoseconds acquire_wait{0};
+  };
+  Stats GetStats() const;
   // Whether the last connection attempt found the database unreachable (see above).
   bool database_down() const { return down_flag_.load(std::memory_order_relaxed); }
 
@@ -275,6 +287,9 @@ class Pool {
   // Idle slots, FIFO so that sequential calls rotate through all connections.
   std::deque<std::unique_ptr<internal::PoolSlot>> idle_;
   std::atomic<int> open_connections_{0};
+  // Metrics (GetStats).
+  std::atomic<int> in_use_{0};
+  std::atomic<uint64_t> acquisitions_{0}, acquire_timeouts_{0}, acquire_wait_ns_{0};
 
   // Database health (see the class comment). down_flag_ mirrors down_ for the lock-free check
   // on every call.

@@ -12,6 +12,7 @@
 #include "fleet/device_registry.h"
 #include "fleet/rollout_manager.h"
 #include "fleet/rollout_state.h"
+#include "events/event_log.h"
 #include "modelfleet/json.h"
 #include "modelfleet/validation.h"
 #include "util/time.h"
@@ -113,7 +114,8 @@ CheckInService::CacheStats CheckInService::Stats() {
   const DeploymentStore::Stats deployments = deployments_.GetStats();
   return {devices.hits, devices.misses, devices.miss_reads, devices.devices, devices.preloaded,
           deployments.deployments, deployments.loaded, deployment_reads_.load(), telemetry_rejected_.load(),
-          write_behind_.GetStats()};
+          write_behind_.GetStats(), rollouts_.GetStats(), check_ins_without_blocking_.load(),
+          check_ins_may_block_.load()};
 }
 
 namespace {
@@ -184,6 +186,7 @@ std::optional<Expected<v1::CheckInResponse>> CheckInService::CheckIn(const auth:
   }
   // No side effect before this line on a path that returned nullopt.
   if (in_memory) devices_.CountHit();
+  (may_block ? check_ins_may_block_ : check_ins_without_blocking_).fetch_add(1, std::memory_order_relaxed);
   if (new_attributes) {
     MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
       const auto& a = request.attributes();
@@ -413,7 +416,15 @@ Status CheckInService::ReportDeployment(const auth::Principal& principal, const 
                                            report.deployment_id() + " " + std::string(StepName(report.step())) +
                                                (report.reason().empty() ? "" : ": " + report.reason())));
     }
-    return Status::Ok();
+    // Failures only: a report of progress or success (the bulk of the reports) writes no event.
+    if (!IsFailure(report.step())) return Status::Ok();
+    return StatusOf(events::AppendEvent(tx, {"deployment.failed", principal.Actor(), "device", device.device_id,
+                                             events::Payload()
+                                                 .Str("deployment_id", report.deployment_id())
+                                                 .Str("rollout_id", RolloutManager::RolloutId(rollout_row_id))
+                                                 .Bool("is_rollback", is_rollback)
+                                                 .Str("step", StepName(report.step()))
+                                                 .Str("reason", report.reason())}));
   }));
   deployments_.Reported(rollout_row_id, device.row_id, is_rollback, report.step(), updated_micros);
   return Status::Ok();

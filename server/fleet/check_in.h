@@ -106,6 +106,10 @@ class CheckInService {
     uint64_t deployment_reads = 0;    // check-ins that had to read a deployment row
     uint64_t telemetry_rejected = 0;  // telemetry entries dropped at the edge
     WriteBehind::Stats write_behind;
+    RolloutCache::Stats rollouts;
+    // Check-ins that got past validation, by the call that answered them: CheckInWithoutBlocking
+    // (from memory, on the caller's thread) or CheckIn (which may have waited on the database).
+    uint64_t check_ins_without_blocking = 0, check_ins_may_block = 0;
   };
   CacheStats Stats();
 
@@ -141,6 +145,7 @@ class CheckInService {
 
   std::atomic<uint64_t> deployment_reads_{0};
   std::atomic<uint64_t> telemetry_rejected_{0};
+  std::atomic<uint64_t> check_ins_without_blocking_{0}, check_ins_may_block_{0};
   std::atomic<int64_t> last_rejection_log_{0};  // steady-clock seconds: rejections log at most once a second
 };
 

@@ -1,5 +1,9 @@
 #include "fleet/device_registry.h"
 
+#include <algorithm>
+#include <cctype>
+
+#include "events/event_log.h"
 #include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
 #include "fleet/rollout_manager.h"
@@ -235,7 +239,11 @@ Expected<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& req
     response.set_device_id(device_id);
     response.set_device_token(created.secret());
     response.set_admission(AdmissionFromName(admission));
-    return Status::Ok();
+    return StatusOf(events::AppendEvent(tx, {"device.enrolled", enrolled_by, "device", device_id,
+                                             events::Payload()
+                                                 .Str("hardware_id", request.hardware_id())
+                                                 .Str("admission", admission)
+                                                 .Bool("re_enrolled", !existing.empty())}));
   }));
   NotifyDeviceChanged(row_id);
   return response;
@@ -255,14 +263,17 @@ Expected<v1::Device> DeviceRegistry::Preauthorize(const v1::PreauthorizeDeviceRe
         "firmware_version, sensor_rows, sensor_cols, labels, attributes) "
         "VALUES ($1, $2, 'PREAUTHORIZED', $3, $4, $5, $6, $7, $8, $9::jsonb, $10::bytea) "
         "ON CONFLICT (hardware_id) DO UPDATE SET admission = CASE WHEN devices.admission = 'PENDING' "
-        "THEN 'ACCEPTED' ELSE devices.admission END RETURNING id",
+        "THEN 'ACCEPTED' ELSE devices.admission END RETURNING id, admission",
         params));
     MF_RETURN_IF_ERROR(RecordDeviceEvent(tx, rows[0].Int(0), "preauthorized", "by " + caller.Actor()));
     MF_ASSIGN_OR_RETURN(auto loaded, tx.Exec(std::string("SELECT ") + kDeviceColumns + " FROM devices d WHERE d.id = $1",
                                              {rows[0].Int(0)}));
     device = DeviceFromRow(loaded[0]);
     changed = rows[0].Int(0);
-    return Status::Ok();
+    return StatusOf(events::AppendEvent(tx, {"device.preauthorized", caller.Actor(), "device", device.device_id(),
+                                             events::Payload()
+                                                 .Str("hardware_id", request.hardware_id())
+                                                 .Str("admission", rows[0].Str(1))}));
   }));
   NotifyDeviceChanged(changed);
   return device;
@@ -304,7 +315,13 @@ Expected<v1::Device> DeviceRegistry::SetAdmission(const v1::SetDeviceAdmissionRe
     MF_ASSIGN_OR_RETURN(auto loaded, tx.Exec(std::string("SELECT ") + kDeviceColumns + " FROM devices d WHERE d.id = $1", {id}));
     device = DeviceFromRow(loaded[0]);
     changed = id;
-    return Status::Ok();
+    if (rows[0].Str(1) == target) return Status::Ok();  // no change: no event
+    std::string type = "device." + target;
+    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    return StatusOf(events::AppendEvent(tx, {type, caller.Actor(), "device", request.device_id(),
+                                             events::Payload()
+                                                 .Str("from_admission", rows[0].Str(1))
+                                                 .Str("reason", request.reason())}));
   }));
   NotifyDeviceChanged(changed);
   return device;

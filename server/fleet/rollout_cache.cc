@@ -50,7 +50,13 @@ Status RolloutCache::Reload() {
   }));
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
+  reloads_.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
+}
+
+RolloutCache::Stats RolloutCache::GetStats() {
+  std::lock_guard lock(mu_);
+  return {snapshot_ ? snapshot_->rollouts.size() : 0, reloads_.load(std::memory_order_relaxed)};
 }
 
 std::shared_ptr<const RolloutSnapshot> RolloutCache::CurrentIfFresh() {

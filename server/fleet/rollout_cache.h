@@ -55,6 +55,12 @@ class RolloutCache {
   // Forces the next Current() to see the rollouts table as it is now.
   void Invalidate() { dirty_ = true; }
 
+  struct Stats {
+    size_t rollouts = 0;   // in the current snapshot (0 before the first load)
+    uint64_t reloads = 0;  // snapshots loaded
+  };
+  Stats GetStats();
+
  private:
   Status Reload();
   void RunPoller();
@@ -66,6 +72,7 @@ class RolloutCache {
   std::mutex mu_;
   std::shared_ptr<const RolloutSnapshot> snapshot_;  // under mu_
   std::atomic<bool> dirty_{true};
+  std::atomic<uint64_t> reloads_{0};
 
   std::atomic<bool> stop_{false};
   std::mutex wake_mu_;

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "fleet/deployment_state.h"
 #include "fleet/rollout_state.h"
+#include "events/event_log.h"
 
 namespace modelfleet::fleet {
 
@@ -66,10 +68,25 @@ Expected<int> RolloutController::Tick() {
         // the rows old enough to time out are visited (deployments_updated_at), not every
         // deployment under way in the fleet on every tick.
         "AND dp.updated_at < now() - make_interval(secs => (SELECT coalesce(min(deployment_timeout_seconds), 0) "
-        "FROM rollouts)) RETURNING dp.id",
+        "FROM rollouts)) RETURNING dp.id, dp.rollout_id, (SELECT device_id FROM devices WHERE id = dp.device_id)",
         {std::string(StepName(v1::DEPLOYMENT_STEP_TIMED_OUT))}));
     if (!timed_out.empty()) spdlog::info("timed out {} deployment(s)", timed_out.size());
     any_timed_out = !timed_out.empty();
+    // One deployment.timed_out event per rollout and tick, not one per device: a stalled
+    // stage may time out thousands at once. It names the first kMaxDevicesNamed devices.
+    constexpr size_t kMaxDevicesNamed = 100;
+    std::map<int64_t, std::vector<std::string>> by_rollout;
+    std::map<int64_t, int64_t> counts;
+    for (const auto& row : timed_out) {
+      auto& devices = by_rollout[row.Int(1)];
+      if (devices.size() < kMaxDevicesNamed) devices.push_back(row.Str(2));
+      ++counts[row.Int(1)];
+    }
+    for (const auto& [rollout_row_id, devices] : by_rollout) {
+      MF_RETURN_IF_ERROR(StatusOf(events::AppendEvent(
+          tx, {"deployment.timed_out", "controller", "rollout", RolloutManager::RolloutId(rollout_row_id),
+               events::Payload().Int("count", counts[rollout_row_id]).StrList("device_ids", devices)})));
+    }
     return Status::Ok();
   }));
   if (any_timed_out) rollouts_.NotifyDeploymentsChanged();

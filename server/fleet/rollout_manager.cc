@@ -7,6 +7,7 @@
 #include "fleet/deployment_state.h"
 #include "fleet/device_selector.h"
 #include "fleet/rollout_state.h"
+#include "events/event_log.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/validation.h"
 #include "util/time.h"
@@ -102,6 +103,37 @@ Expected<v1::RolloutState> TargetOf(const TransitionSpec& spec) {
   }
   if (!target) return Fail(Internal("transition spec: " + std::string(RolloutVerbName(spec.verb)) + " from no state"));
   return *target;
+}
+
+// What each transition kind (TransitionSpec::kind) records in the event log: its type, and for
+// the controller's judgements of a stage, the gates' verdict, recorded first as its own
+// rollout.gate_verdict event.
+struct TransitionEvent {
+  std::string_view kind, type, gate_verdict;
+};
+constexpr TransitionEvent kTransitionEvents[] = {
+    {"paused", "rollout.paused", ""},
+    {"resumed", "rollout.resumed", ""},
+    {"approved", "rollout.approved", ""},
+    {"aborted", "rollout.aborted", ""},
+    {"rolled_back", "rollout.rolled_back", ""},
+    {"dequeued", "rollout.dequeued", ""},
+    {"gate_paused", "rollout.paused", "failed"},
+    {"gate_rolled_back", "rollout.rolled_back", "failed"},
+    {"stage_advanced", "rollout.stage_advanced", "passed"},
+    {"waiting_approval", "rollout.waiting_approval", "passed"},
+    {"completed", "rollout.completed", "passed"},
+};
+
+Expected<TransitionEvent> EventOf(std::string_view kind) {
+  for (const TransitionEvent& e : kTransitionEvents) {
+    if (e.kind == kind) return e;
+  }
+  return Fail(Internal("transition kind '" + std::string(kind) + "' has no event type"));
+}
+
+events::Payload RolloutPayload(const v1::Rollout& r) {
+  return std::move(events::Payload().Str("model", r.model()).Str("version", r.version()));
 }
 
 }  // namespace
@@ -216,11 +248,19 @@ Expected<v1::Rollout> RolloutManager::Create(const v1::CreateRolloutRequest& req
       MF_ASSIGN_OR_RETURN(cutoff, ComputeCutoff(tx, row_id, request.target(), request.stages(0)));
     }
     MF_RETURN_IF_ERROR(StatusOf(tx.Exec("UPDATE rollouts SET cohort_cutoff = $2 WHERE id = $1", {row_id, cutoff})));
-    return StatusOf(tx.Exec(
+    MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
         "INSERT INTO rollout_events (rollout_id, kind, from_state, to_state, stage, actor, reason) "
         "VALUES ($1, 'created', '', $2, 0, $3, $4)",
         {row_id, state_name, caller.Actor(),
-         state == v1::ROLLOUT_STATE_QUEUED ? "queued behind a conflicting rollout" : "target " + request.target()}));
+         state == v1::ROLLOUT_STATE_QUEUED ? "queued behind a conflicting rollout" : "target " + request.target()})));
+    return StatusOf(events::AppendEvent(tx, {"rollout.created", caller.Actor(), "rollout", RolloutId(row_id),
+                                             events::Payload()
+                                                 .Str("model", request.model())
+                                                 .Str("version", request.version())
+                                                 .Str("target", request.target())
+                                                 .Str("state", state_name)
+                                                 .Int("stages", request.stages_size())
+                                                 .Bool("auto_rollback", request.auto_rollback())}));
   }));
   NotifyRolloutsChanged();
   return Get(RolloutId(row_id));
@@ -368,6 +408,7 @@ Expected<std::vector<std::pair<int64_t, v1::RolloutEvent>>> RolloutManager::Even
 
 Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, const TransitionSpec& spec) {
   MF_ASSIGN_OR_RETURN(const v1::RolloutState to, TargetOf(spec));
+  MF_ASSIGN_OR_RETURN(const TransitionEvent event, EventOf(spec.kind));
   const std::string to_name(RolloutStateName(to));
   bool made = false;
   MF_RETURN_IF_ERROR(pool_.Write([&](db::Tx& tx) -> Status {
@@ -399,7 +440,23 @@ Expected<bool> RolloutManager::Transition(int64_t row_id, int expected_stage, co
           "AND NOT is_rollback AND step IN " MF_IN_PROGRESS_STEPS_SQL,
           {row_id, "rollout " + to_name, std::string(StepName(v1::DEPLOYMENT_STEP_CANCELLED))})));
     }
-    return Status::Ok();
+    // The events last (AppendEvent's REQUIRES).
+    const std::string from_name(RolloutStateName(r.state()));
+    if (!event.gate_verdict.empty()) {
+      MF_RETURN_IF_ERROR(StatusOf(events::AppendEvent(
+          tx, {"rollout.gate_verdict", "gate:stage-" + std::to_string(expected_stage), "rollout", RolloutId(row_id),
+               RolloutPayload(r)
+                   .Int("stage", expected_stage)
+                   .Str("verdict", event.gate_verdict)
+                   .Str("action", spec.kind)
+                   .Str("detail", spec.reason)})));
+    }
+    return StatusOf(events::AppendEvent(tx, {event.type, spec.actor, "rollout", RolloutId(row_id),
+                                             RolloutPayload(r)
+                                                 .Str("from_state", from_name)
+                                                 .Str("to_state", to_name)
+                                                 .Int("stage", new_stage)
+                                                 .Str("reason", spec.reason)}));
   }));
   if (made) {
     NotifyRolloutsChanged();
@@ -465,12 +522,17 @@ Expected<v1::Rollout> RolloutManager::RetryFailed(const v1::RolloutActionRequest
         "WHERE rollout_id = $1 AND NOT is_rollback AND step = ANY($3::text[]) RETURNING id",
         {row_id, std::string(StepName(v1::DEPLOYMENT_STEP_ASSIGNED)),
          StepsSqlArray(LegalSources(v1::DEPLOYMENT_STEP_ASSIGNED, TransitionBy::kServer))}));
-    return StatusOf(tx.Exec(
+    MF_RETURN_IF_ERROR(StatusOf(tx.Exec(
         "INSERT INTO rollout_events (rollout_id, kind, from_state, to_state, stage, actor, reason) "
         "VALUES ($1, 'retry_failed', $2, $2, $3, $4, $5)",
         {row_id, std::string(RolloutStateName(state)), static_cast<int64_t>(r.current_stage()), caller.Actor(),
          std::to_string(retried.size()) + " deployment(s) assigned again" +
-             (request.reason().empty() ? "" : ": " + request.reason())}));
+             (request.reason().empty() ? "" : ": " + request.reason())})));
+    return StatusOf(events::AppendEvent(tx, {"rollout.retried", caller.Actor(), "rollout", request.rollout_id(),
+                                             RolloutPayload(r)
+                                                 .Int("stage", r.current_stage())
+                                                 .Int("count", static_cast<int64_t>(retried.size()))
+                                                 .Str("reason", request.reason())}));
   }));
   NotifyDeploymentsChanged();
   return Get(request.rollout_id());

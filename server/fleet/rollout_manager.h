@@ -5,8 +5,9 @@
 // in fleet/rollout_state.h; the admin verbs below are its admin rows, RolloutController makes
 // the others.
 // Every transition is one conditional UPDATE (on the state and stage it starts from) plus a
-// rollout_events row in the same transaction, so it happens exactly once even when several
-// replicas race, and survives restarts.
+// rollout_events row and its rollout.* event (server/events/) in the same transaction, so it
+// happens exactly once even when several replicas race, and survives restarts. The
+// controller's judgements of a stage also record a rollout.gate_verdict event first.
 //
 // Cohorts: a device is in the rollout when it matches the target, is ACCEPTED, and its
 // CohortBucket(device, rollout) is below the rollout's cohort_cutoff. A stage starts with

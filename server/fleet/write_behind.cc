@@ -321,6 +321,7 @@ Status WriteBehind::Flush() { return FlushScope(Scope::kEverything); }
 
 Status WriteBehind::FlushScope(Scope scope) {
   std::lock_guard flush_lock(flush_mu_);
+  const int64_t started_ms = NowMs();  // whatever is queued after this waits for the next flush
   std::unordered_map<int64_t, PendingStatus> statuses;
   std::map<WindowKey, WindowSums> windows;
   std::vector<TelemetryRow> telemetry_rows;
@@ -346,7 +347,10 @@ Status WriteBehind::FlushScope(Scope scope) {
       }
     }
   }
-  if (statuses.empty() && windows.empty() && telemetry_rows.empty()) return Status::Ok();
+  if (statuses.empty() && windows.empty() && telemetry_rows.empty()) {
+    last_clean_flush_start_ms_.store(started_ms, std::memory_order_relaxed);
+    return Status::Ok();
+  }
 
   std::vector<WindowRow> window_rows;
   window_rows.reserve(windows.size());
@@ -476,7 +480,10 @@ Status WriteBehind::FlushScope(Scope scope) {
   } else {
     telemetry_left = std::move(telemetry_rows);
   }
-  if (s.ok()) return s;
+  if (s.ok()) {
+    last_clean_flush_start_ms_.store(started_ms, std::memory_order_relaxed);
+    return s;
+  }
 
   // Put back what was not written, merging with what arrived meanwhile (a newer status wins).
   flush_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -506,6 +513,10 @@ WriteBehind::Stats WriteBehind::GetStats() {
   stats.pending_telemetry = pending_telemetry_;
   stats.pending_windows = windows_.size();
   stats.devices_known = devices_.size();
+  if (!statuses_.empty() || !windows_.empty()) {
+    stats.oldest_due_age =
+        std::chrono::milliseconds(std::max<int64_t>(0, NowMs() - last_clean_flush_start_ms_.load(std::memory_order_relaxed)));
+  }
   return stats;
 }
 

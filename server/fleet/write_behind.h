@@ -142,6 +142,11 @@ class WriteBehind {
     size_t pending_telemetry = 0;    // per-device (device, model, version) entries in memory
     size_t pending_windows = 0;
     size_t devices_known = 0;        // devices with per-device state
+    // How long the oldest queued status or window has waited for a successful write, at most:
+    // the time since the start of the last flush that left nothing to retry, while something
+    // is queued; 0 when nothing is. About flush_interval when healthy; grows while writes fail.
+    // (Per-device telemetry waiting for its status_refresh by design is not counted.)
+    std::chrono::milliseconds oldest_due_age{0};
   };
   Stats GetStats();
 
@@ -225,6 +230,7 @@ class WriteBehind {
   std::mutex flush_mu_;  // one flush at a time (the thread, tests, the destructor)
   std::atomic<uint64_t> rows_dropped_{0}, telemetry_dropped_{0}, windows_dropped_{0}, flush_failures_{0};
   std::atomic<uint64_t> records_{0}, statuses_written_{0}, telemetry_rows_written_{0}, windows_written_{0};
+  std::atomic<int64_t> last_clean_flush_start_ms_{0};  // NowMs() at the start of the last flush returning OK
 
   std::atomic<bool> stop_{false};
   std::mutex wake_mu_;

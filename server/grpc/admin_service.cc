@@ -35,7 +35,7 @@ grpc::Status AdminServiceImpl::RevokeToken(grpc::ServerContext* ctx, const v1::R
                                            v1::Token* resp) {
   return GuardCall("/modelfleet.v1.AdminService/RevokeToken", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "RevokeToken");
-    auto result = tokens_.Revoke(req->id());
+    auto result = tokens_.Revoke(req->id(), caller.Actor());
     if (result) spdlog::info("token {} revoked by {}", req->id(), caller.Actor());
     return Respond(std::move(result), resp, ctx);
   });
@@ -68,7 +68,7 @@ grpc::Status AdminServiceImpl::RevokePublisherKey(grpc::ServerContext* ctx, cons
                                                   v1::PublisherKey* resp) {
   return GuardCall("/modelfleet.v1.AdminService/RevokePublisherKey", [&]() -> grpc::Status {
     MF_AUTHORIZE_OR_RETURN(caller, "RevokePublisherKey");
-    return Respond(registry_.RevokePublisherKey(*req), resp, ctx);
+    return Respond(registry_.RevokePublisherKey(*req, caller), resp, ctx);
   });
 }
 

@@ -67,6 +67,11 @@ void CallsInFlight::StartDraining() {
   draining_ = true;
 }
 
+bool CallsInFlight::draining() {
+  std::lock_guard lock(mu_);
+  return draining_;
+}
+
 bool CallsInFlight::WaitUntilIdle(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mu_);
   return idle_.wait_until(lock, deadline, [&] { return calls_.empty(); });

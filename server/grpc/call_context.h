@@ -14,6 +14,7 @@
 
 #include "auth/principal.h"
 #include "auth/token_store.h"
+#include "grpc/rpc_metrics.h"
 #include "modelfleet/status.h"
 
 namespace modelfleet::grpc_edge {
@@ -55,6 +56,7 @@ class CallsInFlight {
   bool Begin(std::string_view method);
   void End(std::string_view method);
   void StartDraining();
+  bool draining();
   // Waits until no call is in flight; false if some still are at `deadline`.
   bool WaitUntilIdle(std::chrono::steady_clock::time_point deadline);
   // "2 x /modelfleet.v1.RegistryService/Download, 1 x ..." ("" when none).
@@ -84,17 +86,26 @@ grpc::Status RunGuarded(std::string_view method, Body&& body) noexcept {
 }
 
 // Runs a handler's body: registers the call in CallsInFlight for its duration, inside
-// RunGuarded.
+// RunGuarded, and records it in the installed RpcMetrics (grpc/rpc_metrics.h).
 template <typename Body>
 grpc::Status GuardCall(std::string_view method, Body&& body) noexcept {
   CallsInFlight& calls = CallsInFlight::Get();
+  CallMeasurement measurement;
   try {
-    if (!calls.Begin(method)) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+    // Interned once per call site (each handler's lambda is a Body type of its own); a Body
+    // type shared by several methods falls back to the table's lookup.
+    static const size_t site_method = RpcMethodIndex(method);
+    measurement = CallMeasurement(RpcMethodName(site_method) == method ? site_method : RpcMethodIndex(method));
+    if (!calls.Begin(method)) {
+      measurement.Done(grpc::StatusCode::UNAVAILABLE);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+    }
   } catch (...) {
     return InternalErrorForCurrentException(method);
   }
   grpc::Status status = RunGuarded(method, std::forward<Body>(body));
   calls.End(method);
+  measurement.Done(status.error_code());
   return status;
 }
 

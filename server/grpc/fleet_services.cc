@@ -30,15 +30,19 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::CheckIn(grpc::CallbackServerContext
                                                      v1::CheckInResponse* resp) {
   using device_service::kService;
   static constexpr std::string_view kMethod = "/modelfleet.v1.DeviceService/CheckIn";
+  static const size_t kMethodIndex = RpcMethodIndex(kMethod);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const CallMeasurement measurement(kMethodIndex);
   // The call stays in CallsInFlight until its reactor is finished, on whichever thread.
   CallsInFlight& calls = CallsInFlight::Get();
   if (!calls.Begin(kMethod)) {
+    measurement.Done(grpc::StatusCode::UNAVAILABLE);
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
     return reactor;
   }
-  auto finish = [reactor, &calls](const grpc::Status& status) {
+  auto finish = [reactor, &calls, measurement](const grpc::Status& status) {
     calls.End(kMethod);
+    measurement.Done(status.error_code());
     reactor->Finish(status);
   };
   std::optional<auth::Principal> needs_database;  // the device whose answer must wait

@@ -42,9 +42,11 @@ Expected<std::shared_ptr<VerifiedArtifact>> ArtifactCache::Get(const std::string
     }
   }
   if (fetch_in_flight.valid()) return fetch_in_flight.get();  // another caller is fetching it
-  Result result = Fetch(digest, size, blob_key);
+  uint64_t bytes_read = 0;
+  Result result = Fetch(digest, size, blob_key, &bytes_read);
   {
     std::lock_guard lock(mu_);
+    stats_.store_bytes_read += bytes_read;
     if (result) {
       InsertLocked(digest, *result);
     } else if (result.error().code() == StatusCode::kDataLoss) {
@@ -57,7 +59,7 @@ Expected<std::shared_ptr<VerifiedArtifact>> ArtifactCache::Get(const std::string
 }
 
 ArtifactCache::Result ArtifactCache::Fetch(const std::string& digest, uint64_t size,
-                                           const std::string& blob_key) {
+                                           const std::string& blob_key, uint64_t* bytes_read) {
   fs::path final_path = dir_ / digest;
   fs::path temp_path = dir_ / (digest + ".part-" + HexEncode(RandomBytes(6)));
   int fd = ::open(temp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -71,6 +73,7 @@ ArtifactCache::Result ArtifactCache::Fetch(const std::string& digest, uint64_t s
   uint64_t received = 0;
   Status read = store_.Read(blob_key, 0, std::nullopt, [&](std::span<const uint8_t> piece) -> Status {
     received += piece.size();
+    *bytes_read = received;
     if (received > size) return DataLoss("stored artifact " + digest + " is larger than its manifest says");
     hash.Update(piece);
     size_t done = 0;
@@ -135,7 +138,10 @@ void ArtifactCache::Forget(const std::string& digest) {
 
 ArtifactCacheStats ArtifactCache::stats() const {
   std::lock_guard lock(mu_);
-  return stats_;
+  ArtifactCacheStats stats = stats_;
+  stats.entries = entries_.size();
+  stats.capacity_bytes = capacity_bytes_;
+  return stats;
 }
 
 }  // namespace modelfleet::registry

@@ -50,6 +50,9 @@ struct ArtifactCacheStats {
   uint64_t store_fetches = 0;   // reads from the blob store
   uint64_t verify_failures = 0;
   uint64_t cached_bytes = 0;
+  uint64_t store_bytes_read = 0;  // bytes received from the blob store (failed fetches too)
+  uint64_t entries = 0;           // artifacts held
+  uint64_t capacity_bytes = 0;
 };
 
 class ArtifactCache {
@@ -74,7 +77,8 @@ class ArtifactCache {
     std::list<std::string>::iterator lru_position;
   };
 
-  Result Fetch(const std::string& digest, uint64_t size, const std::string& blob_key);
+  // `*bytes_read`: what the store sent, for the stats.
+  Result Fetch(const std::string& digest, uint64_t size, const std::string& blob_key, uint64_t* bytes_read);
   void InsertLocked(const std::string& digest, const std::shared_ptr<VerifiedArtifact>& artifact);
   void EvictLocked();
 

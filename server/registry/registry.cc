@@ -7,6 +7,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "events/event_log.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/json.h"
 #include "modelfleet/manifest.h"
@@ -94,6 +95,12 @@ v1::PublisherKey PublisherKeyFromRow(const db::Row& row) {
   return key;
 }
 
+// Records an event about model `model` (the subject of version and alias events too).
+Status RecordModelEvent(db::Tx& tx, std::string_view type, const auth::Principal& caller, const std::string& model,
+                        events::Payload payload) {
+  return StatusOf(events::AppendEvent(tx, {type, caller.Actor(), "model", model, std::move(payload)}));
+}
+
 constexpr std::string_view kPublisherKeyColumns =
     "key_id, public_key, added_by, " MF_EPOCH_MICROS("added_at") ", " MF_EPOCH_MICROS("revoked_at");
 
@@ -150,7 +157,7 @@ Expected<v1::Model> Registry::CreateModel(const v1::CreateModelRequest& request,
     }
     if (!rows) return rows.error();
     MF_ASSIGN_OR_RETURN(created, ModelFromRow((*rows)[0]));
-    return Status::Ok();
+    return RecordModelEvent(tx, "model.created", caller, m.name(), events::Payload().Str("task", m.task()));
   });
   MF_RETURN_IF_ERROR(s);
   return created;
@@ -196,17 +203,19 @@ Expected<v1::ListModelsResponse> Registry::ListModels(const v1::ListModelsReques
 }
 
 Expected<v1::Model> Registry::ArchiveModel(const v1::ArchiveModelRequest& request,
-                                           const auth::Principal& /*caller*/) {
+                                           const auth::Principal& caller) {
   MF_RETURN_IF_ERROR(ValidateModelName(request.name(), "name"));
   v1::Model model;
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
+    MF_ASSIGN_OR_RETURN(ModelIdentity before, LoadModelIdentity(tx, request.name(), true));
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "UPDATE models SET archived = TRUE, updated_at = now() WHERE name = $1 RETURNING " +
             std::string(kModelColumns),
         {request.name()}));
     if (rows.empty()) return NotFound("model '" + request.name() + "' does not exist");
     MF_ASSIGN_OR_RETURN(model, ModelFromRow(rows[0]));
-    return Status::Ok();
+    if (before.archived) return Status::Ok();  // archiving twice: one event
+    return RecordModelEvent(tx, "model.archived", caller, request.name(), events::Payload());
   });
   MF_RETURN_IF_ERROR(s);
   return model;
@@ -383,7 +392,14 @@ Expected<v1::ModelVersion> Registry::PushVersion(const v1::Manifest& manifest,
     blob_committed = true;
     MF_ASSIGN_OR_RETURN(VersionRow row, LoadVersion(tx, ref, "manifest"));
     created = row.version;
-    return Status::Ok();
+    return RecordModelEvent(tx, "version.pushed", caller, manifest.model(),
+                            events::Payload()
+                                .Str("version", manifest.version())
+                                .Str("digest", manifest.digest())
+                                .Int("size_bytes", static_cast<int64_t>(manifest.size_bytes()))
+                                .Str("format", manifest.format())
+                                .Str("state", "READY")
+                                .Str("signature_key_id", manifest.has_signature() ? manifest.signature().key_id() : ""));
   });
   if (!s.ok() && blob_committed) {
     // The row did not commit (e.g. the database went away at COMMIT): do not leave an orphan.
@@ -487,7 +503,7 @@ Expected<v1::ListVersionsResponse> Registry::ListVersions(const v1::ListVersions
 }
 
 Expected<v1::ModelVersion> Registry::ArchiveVersion(const v1::ArchiveVersionRequest& request,
-                                                    const auth::Principal& /*caller*/) {
+                                                    const auth::Principal& caller) {
   MF_RETURN_IF_ERROR(ValidateModelName(request.model(), "model"));
   MF_RETURN_IF_ERROR(ValidateSemVer(request.version(), "version"));
   v1::ModelVersion version;
@@ -508,14 +524,16 @@ Expected<v1::ModelVersion> Registry::ArchiveVersion(const v1::ArchiveVersionRequ
                                {row.id})));
     MF_ASSIGN_OR_RETURN(VersionRow archived, LoadVersion(tx, ref, ""));
     version = archived.version;
-    return Status::Ok();
+    if (row.state == "ARCHIVED") return Status::Ok();  // archiving twice: one event
+    return RecordModelEvent(tx, "version.archived", caller, request.model(),
+                            events::Payload().Str("version", request.version()));
   });
   MF_RETURN_IF_ERROR(s);
   return version;
 }
 
 Expected<v1::PurgeVersionResponse> Registry::PurgeVersion(const v1::PurgeVersionRequest& request,
-                                                          const auth::Principal& /*caller*/) {
+                                                          const auth::Principal& caller) {
   MF_RETURN_IF_ERROR(ValidateModelName(request.model(), "model"));
   MF_RETURN_IF_ERROR(ValidateSemVer(request.version(), "version"));
   v1::VersionRef ref;
@@ -542,7 +560,11 @@ Expected<v1::PurgeVersionResponse> Registry::PurgeVersion(const v1::PurgeVersion
       MF_RETURN_IF_ERROR(store_.Delete(row.blob_key));
       response.set_blob_deleted(true);
     }
-    return Status::Ok();
+    return RecordModelEvent(tx, "version.purged", caller, request.model(),
+                            events::Payload()
+                                .Str("version", request.version())
+                                .Str("digest", row.digest)
+                                .Bool("blob_deleted", response.blob_deleted()));
   });
   MF_RETURN_IF_ERROR(s);
   return response;
@@ -599,7 +621,13 @@ Expected<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request, const
     alias.set_version(request.version());
     alias.set_updated_by(rows[0].Str(0));
     SetTimestamp(rows[0].OptInt(1), alias.mutable_update_time());
-    return Status::Ok();
+    if (from == request.version()) return Status::Ok();  // not moved: no event, as no history row
+    return RecordModelEvent(tx, "alias.moved", caller, request.model(),
+                            events::Payload()
+                                .Str("alias", request.alias())
+                                .Str("from_version", from.value_or(""))
+                                .Str("to_version", request.version())
+                                .Str("reason", request.reason()));
   });
   MF_RETURN_IF_ERROR(s);
   return alias;
@@ -618,9 +646,14 @@ Status Registry::DeleteAlias(const v1::DeleteAliasRequest& request, const auth::
     if (rows.empty()) {
       return NotFound("alias '" + request.alias() + "' of model '" + request.model() + "' does not exist");
     }
-    return StatusOf(tx.Exec("INSERT INTO alias_history (model_id, alias, from_version, to_version, actor, reason) "
+    MF_RETURN_IF_ERROR(StatusOf(tx.Exec("INSERT INTO alias_history (model_id, alias, from_version, to_version, actor, reason) "
                    "VALUES ($1, $2, $3, NULL, $4, $5)",
-                   {model.id, request.alias(), rows[0].Str(0), caller.Actor(), request.reason()}));
+                   {model.id, request.alias(), rows[0].Str(0), caller.Actor(), request.reason()})));
+    return RecordModelEvent(tx, "alias.deleted", caller, request.model(),
+                            events::Payload()
+                                .Str("alias", request.alias())
+                                .Str("from_version", rows[0].Str(0))
+                                .Str("reason", request.reason()));
   });
 }
 
@@ -741,7 +774,8 @@ Expected<v1::PublisherKey> Registry::AddPublisherKey(const v1::AddPublisherKeyRe
     }
     if (!rows) return rows.error();
     key = PublisherKeyFromRow((*rows)[0]);
-    return Status::Ok();
+    return StatusOf(events::AppendEvent(tx, {"publisher_key.added", caller.Actor(), "publisher_key", request.key_id(),
+                                             events::Payload()}));
   });
   MF_RETURN_IF_ERROR(s);
   return key;
@@ -759,17 +793,20 @@ Expected<v1::ListPublisherKeysResponse> Registry::ListPublisherKeys() {
   return response;
 }
 
-Expected<v1::PublisherKey> Registry::RevokePublisherKey(const v1::RevokePublisherKeyRequest& request) {
+Expected<v1::PublisherKey> Registry::RevokePublisherKey(const v1::RevokePublisherKeyRequest& request,
+                                                        const auth::Principal& caller) {
   MF_RETURN_IF_ERROR(ValidateIdentifier(request.key_id(), "key_id"));
   v1::PublisherKey key;
   Status s = pool_.Write([&](db::Tx& tx) -> Status {
     MF_ASSIGN_OR_RETURN(auto rows, tx.Exec(
         "UPDATE publisher_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1 RETURNING " +
-            std::string(kPublisherKeyColumns),
+            std::string(kPublisherKeyColumns) + ", revoked_at = now()",
         {request.key_id()}));
     if (rows.empty()) return NotFound("publisher key '" + request.key_id() + "' does not exist");
     key = PublisherKeyFromRow(rows[0]);
-    return Status::Ok();
+    if (!rows[0].Bool(5)) return Status::Ok();  // revoked before: one event
+    return StatusOf(events::AppendEvent(tx, {"publisher_key.revoked", caller.Actor(), "publisher_key",
+                                             request.key_id(), events::Payload()}));
   });
   MF_RETURN_IF_ERROR(s);
   return key;

@@ -11,6 +11,10 @@
 // purge of the same bytes never race. A push inserts its row, commits the blob, then commits
 // the row: a failure at any step leaves neither.
 //
+// Every change writes its event (server/events/event_types.h: model.*, version.*, alias.*,
+// publisher_key.*) in the change's own transaction; a call that fails or changes nothing (an
+// idempotent repeat) writes none.
+//
 // Thread-safe.
 #pragma once
 
@@ -101,7 +105,8 @@ class Registry {
   Expected<v1::PublisherKey> AddPublisherKey(const v1::AddPublisherKeyRequest& request,
                                              const auth::Principal& caller);
   Expected<v1::ListPublisherKeysResponse> ListPublisherKeys();
-  Expected<v1::PublisherKey> RevokePublisherKey(const v1::RevokePublisherKeyRequest& request);
+  Expected<v1::PublisherKey> RevokePublisherKey(const v1::RevokePublisherKeyRequest& request,
+                                                const auth::Principal& caller);
 
  private:
   Status VerifySignature(const v1::Manifest& manifest);

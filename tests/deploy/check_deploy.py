@@ -15,8 +15,9 @@ What it asserts (each failure is printed with the file and the item, the exit co
     every key the agent has; every variable in modelfleet-server.env.example is the server's;
   * compose: every long-running service has a health check, every depends_on waits on a
     condition (service_healthy only on services with a health check);
-  * k8s: every server container has gRPC readiness and liveness probes on the port it listens
-    on, runs as non-root with a read-only root filesystem and no privilege escalation, and has
+  * k8s: every server container has readiness and liveness probes (gRPC health on the port it
+    listens on, or the HTTP face's /readyz and /healthz on its HTTP port), exposes its ports,
+    runs as non-root with a read-only root filesystem and no privilege escalation, and has
     its artifact cache on an emptyDir; replicas >= 2; the Service and the PodDisruptionBudget
     select the server pods;
   * the Dockerfile builds FROM debian:12 only and has server, agent and cli targets, each
@@ -300,14 +301,27 @@ def check_k8s(deploy, server, rendered):
             listen_port = int(str(env.get("MODELFLEET_LISTEN", "0.0.0.0:7443")).rsplit(":", 1)[-1])
             ports = [p["containerPort"] for p in c.get("ports", [])]
             check(listen_port in ports, cwhere, f"does not expose the listen port {listen_port}")
-            for probe in ("readinessProbe", "livenessProbe"):
-                grpc = (c.get(probe) or {}).get("grpc")
-                if check(grpc is not None, cwhere, f"has no gRPC {probe}"):
+            http_listen = str(env.get("MODELFLEET_HTTP_LISTEN", "") or "")
+            http_port = int(http_listen.rsplit(":", 1)[-1]) if http_listen else None
+            if http_port is not None:
+                check(http_port in ports, cwhere, f"does not expose the HTTP port {http_port}")
+            named = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            # Probes: gRPC health on the listen port, or the HTTP face's /readyz and /healthz.
+            for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                spec = c.get(probe) or {}
+                grpc, http_get = spec.get("grpc"), spec.get("httpGet")
+                if not check(grpc is not None or http_get is not None, cwhere, f"has no gRPC or HTTP {probe}"):
+                    continue
+                if grpc is not None:
                     check(int(grpc.get("port", -1)) == listen_port, cwhere,
                           f"{probe} asks port {grpc.get('port')}, the server listens on {listen_port}")
                     check(not grpc.get("service"), cwhere, f"{probe} names a service; the server reports ''")
-            check(str(env.get("MODELFLEET_INSECURE", "")).lower() in ("true", "1", "yes", "on"), cwhere,
-                  "gRPC probes speak plaintext: the container must serve --insecure (TLS in front)")
+                else:
+                    port = http_get.get("port")
+                    port = named.get(port, port) if isinstance(port, str) else port
+                    check(http_port is not None and port == http_port, cwhere,
+                          f"{probe} asks HTTP port {http_get.get('port')}, the server serves HTTP on {http_port}")
+                    check(http_get.get("path") == path, cwhere, f"{probe} asks {http_get.get('path')}, not {path}")
             cache_dir = str(env.get("MODELFLEET_CACHE_DIR", "/var/cache/modelfleet"))
             mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
             if check(cache_dir in mounts, cwhere, f"the artifact cache {cache_dir} is not a mounted volume"):

@@ -74,6 +74,8 @@ mutations=(
   "deploy/docker-compose.yml|s/\"--hardware_id\"/\"--hardware-identity\"/|hardware_identity"
   "deploy/docker/agent.conf|s/^frame_rate_hz =/frame_rate =/m|'frame_rate'"
   "deploy/k8s/deployment.yaml|s/readinessProbe:/readinessGate:/|readinessProbe"
+  "deploy/k8s/deployment.yaml|s/path: \/readyz/path: \/ready/|readinessProbe asks /ready"
+  "deploy/k8s/configmap.yaml|s/MODELFLEET_HTTP_LISTEN: \"0.0.0.0:8080\"/MODELFLEET_HTTP_LISTEN: \"0.0.0.0:9090\"/|HTTP port 9090"
   "deploy/k8s/deployment.yaml|s/runAsNonRoot: true/runAsNonRoot: false/g|runAsNonRoot"
   "deploy/k8s/configmap.yaml|s/MODELFLEET_LOG_FORMAT:/MODELFLEET_LOGFORMAT:/|MODELFLEET_LOGFORMAT"
   "deploy/docker/modelfleet-bootstrap|s/ enroll-tokens create / enroll-token create /g|enroll-token create"

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -26,6 +27,7 @@
 #include "devsim/fleet_simulator.h"
 #include "modelfleet/crypto.h"
 #include "modelfleet/v1/admin.pb.h"
+#include "modelfleet/v1/events.pb.h"
 #include "modelfleet/v1/fleet.pb.h"
 #include "modelfleet/v1/registry.pb.h"
 #include "peers_environment.h"
@@ -265,7 +267,7 @@ TEST_F(CliE2E, HelpEverywhereAndBadUsageExitsTwo) {
   EXPECT_EQ(r.code, kOk) << r;
   EXPECT_NE(r.out.find("Exit codes"), std::string::npos) << r;
   for (const char* noun :
-       {"models", "versions", "alias", "keys", "tokens", "devices", "enroll-tokens", "rollouts"}) {
+       {"models", "versions", "alias", "keys", "tokens", "devices", "enroll-tokens", "rollouts", "events"}) {
     r = Run({noun, "--help"});
     EXPECT_EQ(r.code, kOk) << noun << " " << r;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << r;
@@ -891,8 +893,31 @@ TEST_F(CliE2E, RolloutsCreateWatchAndVerbs) {
   ASSERT_EQ(r.code, kOk) << r;
   ASSERT_TRUE(ParseJson(r.out, &rollout));
   EXPECT_EQ(rollout.state(), v1::ROLLOUT_STATE_RUNNING);
+  // The event log, followed live over WatchEvents: what happened so far, then the abort as it
+  // commits.
+  auto follow = Start({"events", "tail", "--follow", "--subject", "rollout/" + second, "-o", "json"}, {}, "events");
+  ASSERT_TRUE(follow.has_value());
   ASSERT_EQ(Run({"rollouts", "abort", second}).code, kOk);
   EXPECT_EQ(Run({"rollouts", "watch", second}).code, kAborted);
+  std::string followed;
+  for (const auto until = std::chrono::steady_clock::now() + 10s;
+       followed.find("rollout.aborted") == std::string::npos && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    followed = testing::ReadFileOrEmpty(dir_.path() / "events.out");
+  }
+  follow->Signal(SIGTERM);
+  (void)follow->Wait(5s);
+  std::vector<std::string> followed_types;
+  std::istringstream followed_lines(followed);
+  v1::Event followed_event;
+  while (std::getline(followed_lines, line)) {
+    ASSERT_TRUE(ParseJson(line, &followed_event)) << line;
+    EXPECT_EQ(followed_event.subject_id(), second);
+    followed_types.push_back(followed_event.type());
+  }
+  EXPECT_EQ(followed_types, (std::vector<std::string>{"rollout.created", "rollout.approved", "rollout.retried",
+                                                      "rollout.paused", "rollout.resumed", "rollout.aborted"}))
+      << followed;
 
   // Rolling the completed rollout back.
   r = Run({"rollouts", "rollback", id, "--reason", "e2e", "-o", "json"});
@@ -909,6 +934,18 @@ TEST_F(CliE2E, RolloutsCreateWatchAndVerbs) {
   r = Run({"rollouts", "list"});
   EXPECT_NE(r.out.find("ROLLED_BACK"), std::string::npos) << r;
   EXPECT_NE(r.out.find("ABORTED"), std::string::npos) << r;
+
+  // The first rollout's story in the event log, one line per event; a viewer reads it too but
+  // not the admin-only token events.
+  r = Run({"events", "tail", "--subject", "rollout/" + id});
+  ASSERT_EQ(r.code, kOk) << r;
+  for (const char* type : {"rollout.created", "rollout.gate_verdict", "rollout.completed", "rollout.rolled_back"}) {
+    EXPECT_NE(r.out.find(std::string(type) + "  rollout/" + id), std::string::npos) << type << "\n" << r;
+  }
+  r = RunAs(viewer, {"events", "tail", "--type", "token.*"});
+  EXPECT_EQ(r.code, kOk) << r;
+  EXPECT_EQ(r.out, "") << r;
+  EXPECT_EQ(Run({"events", "tail", "--type", "rollout.nope"}).code, kUsage);
 }
 
 // What the release pipeline puts in a manifest's metrics, at full float precision.

@@ -598,7 +598,7 @@ TEST_F(FleetCoreTest, TokenCacheIsLoadedAtStartAndRevocationsReachOtherReplicas)
   EXPECT_EQ(replica.Stats().misses, 0u);
   EXPECT_EQ(replica.Stats().hits, secrets.size());
 
-  ASSERT_TRUE(issuer.Revoke(ids[3]));
+  ASSERT_TRUE(issuer.Revoke(ids[3], "test"));
   ASSERT_TRUE(Eventually([&] { return !replica.Authenticate(secrets[3]); }))
       << "a token revoked on another replica kept working";
   auto refused = replica.Authenticate(secrets[3]);

@@ -498,7 +498,7 @@ TEST_F(SignedPushTest, RevokedKeyIsPermissionDenied) {
   PushOk("det", "1.0.0", bytes, [&](v1::Manifest& m) { MF_EXPECT_OK(SignManifest(m, "ci-key-1", keys_.private_key)); });
   v1::RevokePublisherKeyRequest revoke;
   revoke.set_key_id("ci-key-1");
-  auto revoked = reg().RevokePublisherKey(revoke);
+  auto revoked = reg().RevokePublisherKey(revoke, caller_);
   ASSERT_TRUE(revoked) << revoked.error().ToString();
   EXPECT_GT(revoked->revoke_time().seconds(), 0);
   auto keys = reg().ListPublisherKeys();
@@ -512,7 +512,7 @@ TEST_F(SignedPushTest, RevokedKeyIsPermissionDenied) {
   EXPECT_TRUE(GetVersion("det", "1.0.0"));
 
   revoke.set_key_id("never-added");
-  MF_EXPECT_CODE(reg().RevokePublisherKey(revoke), StatusCode::kNotFound);
+  MF_EXPECT_CODE(reg().RevokePublisherKey(revoke, caller_), StatusCode::kNotFound);
 }
 
 TEST_F(SignedPushTest, RequireSignaturesRejectsUnsigned) {

@@ -36,6 +36,11 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::strin
       p.argv.push_back(a);
     }
   }
+  if (o.http) {
+    server->http_port_ = FreeTcpPort();
+    p.argv.push_back("--http-listen");
+    p.argv.push_back("127.0.0.1:" + std::to_string(server->http_port_));
+  }
   for (const auto& a : o.extra_args) p.argv.push_back(a);
   p.log_path = server->log_path_;
   auto process = Subprocess::Start(p, error);
@@ -44,7 +49,8 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::strin
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!server->process_->Running()) break;
-    if (server->Log().find("listening on") != std::string::npos && WaitForTcpPort(server->port_, std::chrono::seconds(1))) {
+    if (server->Log().find("listening on") != std::string::npos && WaitForTcpPort(server->port_, std::chrono::seconds(1)) &&
+        (server->http_port_ == 0 || WaitForTcpPort(server->http_port_, std::chrono::seconds(1)))) {
       return server;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

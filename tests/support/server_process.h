@@ -23,6 +23,7 @@ class ServerProcess {
     std::filesystem::path tls_cert, tls_key;   // empty: --insecure
     int db_pool_size = 4;
     int port = 0;                    // 0: a free port
+    bool http = false;               // also serve HTTP (--http-listen) on a free port
     int shutdown_grace_seconds = 20;
     std::vector<std::string> extra_args;
   };
@@ -34,6 +35,7 @@ class ServerProcess {
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  int http_port() const { return http_port_; }     // 0 unless Options::http
   std::shared_ptr<grpc::Channel> Channel() const;  // plaintext
   const std::filesystem::path& blob_dir() const { return blob_dir_; }
   Subprocess& process() { return *process_; }
@@ -46,6 +48,7 @@ class ServerProcess {
   std::unique_ptr<TempDir> work_;
   std::filesystem::path log_path_, blob_dir_;
   int port_ = 0;
+  int http_port_ = 0;
   std::optional<Subprocess> process_;
 };
 
