@@ -27,12 +27,13 @@ ALLOWED = {
     "server/auth": ["auth/", "events/", "db/", "util/", "modelfleet/"],
     "server/registry": ["registry/", "auth/", "blob/", "db/", "events/", "util/", "modelfleet/"],
     "server/fleet": ["fleet/", "auth/", "db/", "events/", "util/", "modelfleet/"],
-    "server/grpc": ["grpc/", "auth/", "events/", "fleet/", "metrics/", "registry/", "util/", "modelfleet/"],
+    "server/webhooks": ["webhooks/", "auth/", "db/", "events/", "util/", "modelfleet/"],
+    "server/grpc": ["grpc/", "auth/", "events/", "fleet/", "metrics/", "registry/", "util/", "webhooks/", "modelfleet/"],
     # The HTTP edge reaches the services only through gRPC (an in-process channel), so it
     # needs none of the cores: one implementation of every RPC, one authorization table.
     "server/http": ["http/", "auth/", "metrics/", "util/", "modelfleet/"],
     "server/app": ["app/", "grpc/", "http/", "auth/", "blob/", "db/", "events/", "fleet/", "metrics/",
-                   "registry/", "util/", "modelfleet/"],
+                   "registry/", "util/", "webhooks/", "modelfleet/"],
     "client/common": ["common/", "modelfleet/"],
     "client/cli": ["cli/", "common/", "modelfleet/"],
     "client/devsim": ["devsim/", "common/", "modelfleet/"],
@@ -44,14 +45,14 @@ ALLOWED = {
 
 # Folders without gRPC: neither <grpcpp/...> nor generated *.grpc.pb.h service headers.
 NO_GRPC = ["common", "server/util", "server/db", "server/blob", "server/auth", "server/registry",
-           "server/fleet", "server/metrics", "server/events", "client/agent/sensor", "client/agent/runtime", "client/agent/update"]
+           "server/fleet", "server/metrics", "server/events", "server/webhooks", "client/agent/sensor", "client/agent/runtime", "client/agent/update"]
 
 # Libraries that live behind one wrapper folder each.
 WRAPPED = [
     (re.compile(r"^<pqxx/"), ["server/db"]),
     (re.compile(r"^<curl/"), ["server/blob/s3"]),
     (re.compile(r"^<(torch|ATen|c10)/"), ["client/agent/runtime"]),
-    (re.compile(r"^<httplib\.h>"), ["server/http"]),
+    (re.compile(r"^<httplib\.h>"), ["server/http", "server/webhooks"]),
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"][^>"]+[>"])')

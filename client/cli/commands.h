@@ -141,4 +141,16 @@ struct TailEventsOptions {
 // object per line with -o json. Without follow, returns after the newest event.
 Status TailEvents(const Settings& s, const TailEventsOptions& o);
 
+// ---------------------------------------------------------------- webhooks (commands_webhooks.cc)
+// `types`: exact or "family.*"; empty: every type. Prints the secret, shown once.
+Status AddWebhook(const Settings& s, const std::string& url, const std::vector<std::string>& types);
+Status ListWebhooks(const Settings& s);
+Status RemoveWebhook(const Settings& s, int64_t id);
+// FAILED_PRECONDITION when the receiver did not answer 2xx (after printing what it answered).
+Status TestWebhook(const Settings& s, int64_t id);
+// `state`: "", "pending", "delivered" or "dead". Newest first.
+Status ListWebhookDeliveries(const Settings& s, int64_t id, const std::string& state);
+// delivery_id 0: every dead delivery of the webhook.
+Status ReplayWebhookDeliveries(const Settings& s, int64_t id, int64_t delivery_id);
+
 }  // namespace modelfleet::cli

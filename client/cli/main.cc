@@ -340,6 +340,33 @@ void AddEvents(CLI::App& app, Wiring& w) {
   w.On(tail, [](const Settings& s) { return TailEvents(s, o); });
 }
 
+void AddWebhooks(CLI::App& app, Wiring& w) {
+  auto* noun = Noun(app, "webhooks", "URLs the server POSTs events to, signed (admin)");
+  static std::string url, state;
+  static std::vector<std::string> types;
+  static int64_t id = 0, delivery = 0;
+  auto* add = noun->add_subcommand("add", "subscribe a URL; prints its signing secret once");
+  add->add_option("url", url, "http:// or https:// URL, no credentials")->required();
+  add->add_option("--type", types, "only this type (rollout.paused) or family (rollout.*); repeatable");
+  w.On(add, [](const Settings& s) { return AddWebhook(s, url, types); });
+  auto* list = noun->add_subcommand("list", "the webhooks, with pending and dead deliveries");
+  w.On(list, [](const Settings& s) { return ListWebhooks(s); });
+  auto* remove = noun->add_subcommand("remove", "remove a webhook and its deliveries");
+  remove->add_option("id", id)->required();
+  w.On(remove, [](const Settings& s) { return RemoveWebhook(s, id); });
+  auto* test = noun->add_subcommand("test", "send a signed webhook.test event now");
+  test->add_option("id", id)->required();
+  w.On(test, [](const Settings& s) { return TestWebhook(s, id); });
+  auto* deliveries = noun->add_subcommand("deliveries", "a webhook's deliveries, newest first");
+  deliveries->add_option("id", id)->required();
+  deliveries->add_option("--state", state, "pending, delivered or dead");
+  w.On(deliveries, [](const Settings& s) { return ListWebhookDeliveries(s, id, state); });
+  auto* replay = noun->add_subcommand("replay", "send dead deliveries again (all, or --delivery N)");
+  replay->add_option("id", id)->required();
+  replay->add_option("--delivery", delivery, "only this dead delivery");
+  w.On(replay, [](const Settings& s) { return ReplayWebhookDeliveries(s, id, delivery); });
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"modelfleet: model registry and fleet command line"};
   app.require_subcommand(1);
@@ -369,6 +396,7 @@ int Main(int argc, char** argv) {
   AddEnrollTokens(app, wiring);
   AddRollouts(app, wiring);
   AddEvents(app, wiring);
+  AddWebhooks(app, wiring);
 
   try {
     app.parse(argc, argv);

@@ -86,6 +86,26 @@ void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c, bool& no_mig
       ->envname("MODELFLEET_EVENT_RETENTION_HOURS")
       ->capture_default_str()
       ->check(CLI::Range(1, 24 * 3650));
+  app.add_option("--secret-key-file", c.secret_key_file,
+                 "file of 32 random bytes (raw or hex, `openssl rand -hex 32`) sealing webhook secrets; "
+                 "webhooks cannot be created without it")
+      ->envname("MODELFLEET_SECRET_KEY_FILE");
+  app.add_option("--webhook-max-attempts", c.webhook_max_attempts, "attempts before a delivery is dead-lettered")
+      ->envname("MODELFLEET_WEBHOOK_MAX_ATTEMPTS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--webhook-retry-base-ms", c.webhook_retry_base_ms, "first retry delay bound (doubles, full jitter)")
+      ->envname("MODELFLEET_WEBHOOK_RETRY_BASE_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600000));
+  app.add_option("--webhook-retry-cap-ms", c.webhook_retry_cap_ms, "largest retry delay")
+      ->envname("MODELFLEET_WEBHOOK_RETRY_CAP_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400000));
+  app.add_option("--webhook-timeout-ms", c.webhook_timeout_ms, "time a receiver gets to answer one delivery")
+      ->envname("MODELFLEET_WEBHOOK_TIMEOUT_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
   app.add_flag("--allow-publisher-rollouts", c.allow_publisher_rollouts, "let publisher tokens (CI) create rollouts")
       ->envname("MODELFLEET_ALLOW_PUBLISHER_ROLLOUTS");
   app.add_option("--shutdown-grace-seconds", c.shutdown_grace_seconds, "time in-flight calls get at SIGTERM")

@@ -40,6 +40,11 @@ struct ServerConfig {
   uint32_t deployment_timeout_seconds = 3600;   // default for rollouts that set none
   int controller_interval_ms = 1000;            // rollout controller tick
   uint32_t event_retention_hours = 720;         // events older than this are pruned (30 days)
+  std::string secret_key_file;                  // 32 bytes (raw or hex) sealing webhook secrets
+  int webhook_max_attempts = 10;                // then a delivery is dead-lettered
+  int webhook_retry_base_ms = 1000;             // full-jitter exponential backoff ...
+  int webhook_retry_cap_ms = 600000;            // ... capped at 10 min
+  int webhook_timeout_ms = 5000;                // per delivery attempt
   bool allow_publisher_rollouts = false;        // let CI (publisher tokens) create rollouts
   int shutdown_grace_seconds = 30;
   std::string log_format = "text";              // "text" or "json"

@@ -181,6 +181,16 @@ void CollectTokens(auth::TokenStore& tokens, metrics::CollectorOutput& out) {
   out.Gauge("modelfleet_token_cache_tokens", "Tokens held by the token cache.", static_cast<double>(s.entries));
 }
 
+// Attempts made by this replica's dispatcher (the one that leads), by outcome: a 2xx, a failure
+// that will be retried, a failure that was the last attempt.
+void CollectWebhooks(const webhooks::Webhooks& hooks, metrics::CollectorOutput& out) {
+  const webhooks::Webhooks::Counts c = hooks.counts();
+  constexpr char kHelp[] = "Webhook delivery attempts by this replica, by outcome.";
+  out.Counter("modelfleet_webhook_deliveries_total", kHelp, static_cast<double>(c.delivered), {{"outcome", "delivered"}});
+  out.Counter("modelfleet_webhook_deliveries_total", kHelp, static_cast<double>(c.retried), {{"outcome", "retried"}});
+  out.Counter("modelfleet_webhook_deliveries_total", kHelp, static_cast<double>(c.dead), {{"outcome", "dead"}});
+}
+
 }  // namespace
 
 metrics::CollectorRegistration RegisterServerMetrics(metrics::Registry& registry, const ServerMetricSources& sources) {
@@ -193,6 +203,7 @@ metrics::CollectorRegistration RegisterServerMetrics(metrics::Registry& registry
     if (sources.check_in != nullptr) CollectCheckIn(*sources.check_in, out);
     if (sources.artifact_cache != nullptr) CollectArtifactCache(*sources.artifact_cache, out);
     if (sources.tokens != nullptr) CollectTokens(*sources.tokens, out);
+    if (sources.webhooks != nullptr) CollectWebhooks(*sources.webhooks, out);
     if (sources.controller != nullptr) {
       out.Gauge("modelfleet_rollout_controller_leader",
                 "1 while this replica's rollout controller holds the leadership lock, else 0.",

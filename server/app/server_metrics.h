@@ -1,6 +1,6 @@
 // The server's own metrics, computed at scrape time from the parts RunServer assembles: the
 // check-in caches and write-behind, the database pool, the artifact cache (the only reader of
-// the blob store), the token cache, the rollout controller, and a census of the fleet that
+// the blob store), the token cache, the rollout controller, webhook deliveries, and a census of the fleet that
 // only the database knows (devices by admission and running version, rollouts by state, the
 // gate values of active rollouts).
 //
@@ -26,6 +26,7 @@
 #include "fleet/rollout_manager.h"
 #include "metrics/metrics.h"
 #include "registry/artifact_cache.h"
+#include "webhooks/webhooks.h"
 
 namespace modelfleet::app {
 
@@ -38,6 +39,7 @@ struct ServerMetricSources {
   auth::TokenStore* tokens = nullptr;
   fleet::RolloutController* controller = nullptr;
   fleet::RolloutManager* rollouts = nullptr;
+  const webhooks::Webhooks* webhooks = nullptr;
   std::chrono::milliseconds census_refresh = std::chrono::seconds(15);
   fleet::FleetCensusOptions census = {};
 };

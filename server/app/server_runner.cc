@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -38,10 +40,13 @@
 #include "grpc/fleet_services.h"
 #include "grpc/registry_service.h"
 #include "grpc/rpc_metrics.h"
+#include "grpc/webhook_service.h"
 #include "http/http_server.h"
 #include "metrics/metrics.h"
 #include "registry/artifact_cache.h"
 #include "registry/registry.h"
+#include "webhooks/webhook_dispatcher.h"
+#include "webhooks/webhooks.h"
 
 namespace modelfleet::app {
 
@@ -259,9 +264,6 @@ int RunServer(const ServerConfig& config) {
   grpc_edge::FleetServiceImpl fleet_service(devices, rollouts, tokens,
                                             {.allow_publisher_rollouts = config.allow_publisher_rollouts});
   fleet::RolloutController controller(**pool, rollouts, std::chrono::milliseconds(config.controller_interval_ms));
-  metrics::CollectorRegistration server_metrics = app::RegisterServerMetrics(
-      metrics, {.pool = pool->get(), .check_in = check_in.get(), .artifact_cache = &cache, .tokens = &tokens,
-                .controller = &controller, .rollouts = &rollouts});
   // The events the cores write: read back, streamed live (LISTEN on a connection of its own),
   // pruned after the retention.
   events::EventLog event_log(**pool);
@@ -270,6 +272,28 @@ int RunServer(const ServerConfig& config) {
   event_notifier.Start();
   event_pruner.Start();
   grpc_edge::EventServiceImpl event_service(event_log, event_notifier, tokens);
+  // Webhooks: subscriptions (their secrets sealed under --secret-key-file) and the dispatcher
+  // that delivers events to them, on one replica at a time.
+  std::optional<webhooks::SecretBox> secret_box;
+  if (!config.secret_key_file.empty()) {
+    auto loaded = webhooks::SecretBox::Load(config.secret_key_file);
+    if (!loaded) return fail(loaded.error().Annotate("--secret-key-file"));
+    secret_box = std::move(*loaded);
+  }
+  std::unique_ptr<webhooks::WebhookSender> webhook_sender = webhooks::MakeHttpSender();
+  webhooks::Webhooks webhook_core(
+      **pool, secret_box ? &*secret_box : nullptr, *webhook_sender,
+      {.retry = {.max_attempts = config.webhook_max_attempts,
+                 .base = std::chrono::milliseconds(config.webhook_retry_base_ms),
+                 .cap = std::chrono::milliseconds(config.webhook_retry_cap_ms)},
+       .timeout = std::chrono::milliseconds(config.webhook_timeout_ms)});
+  webhooks::WebhookDispatcher webhook_dispatcher(
+      **pool, webhook_core, event_log, &event_notifier,
+      {.delivered_retention = std::chrono::hours(config.event_retention_hours)});
+  grpc_edge::WebhookServiceImpl webhook_service(webhook_core, tokens);
+  metrics::CollectorRegistration server_metrics = app::RegisterServerMetrics(
+      metrics, {.pool = pool->get(), .check_in = check_in.get(), .artifact_cache = &cache, .tokens = &tokens,
+                .controller = &controller, .rollouts = &rollouts, .webhooks = &webhook_core});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -281,6 +305,7 @@ int RunServer(const ServerConfig& config) {
   builder.RegisterService(&device_service);
   builder.RegisterService(&fleet_service);
   builder.RegisterService(&event_service);
+  builder.RegisterService(&webhook_service);
   builder.SetMaxReceiveMessageSize(4 << 20);
   // gRPC's sync-server threads wait this long for work before they notice a shutdown; its
   // default (10 s) kept the process alive well past the grace.
@@ -299,7 +324,7 @@ int RunServer(const ServerConfig& config) {
     http.tls_key = config.tls_key;
     http.threads = config.http_threads;
     http.services = {"modelfleet.v1.RegistryService", "modelfleet.v1.AdminService", "modelfleet.v1.DeviceService",
-                     "modelfleet.v1.FleetService", "modelfleet.v1.EventService"};
+                     "modelfleet.v1.FleetService", "modelfleet.v1.EventService", "modelfleet.v1.WebhookService"};
     http.ready = [&pool] { return !grpc_edge::CallsInFlight::Get().draining() && !(*pool)->database_down(); };
     http.metrics = [&metrics] { return metrics.Render(); };
     http.metrics_require_token = config.metrics_require_token;
@@ -313,6 +338,7 @@ int RunServer(const ServerConfig& config) {
                  config.tls_cert.empty() ? "plaintext" : "TLS");
   }
   controller.Start();
+  if (secret_box) webhook_dispatcher.Start();  // without a key there is nothing it could sign
   spdlog::info("modelfleet-server listening on {} (port {}, {})", config.listen, selected_port,
                config.tls_cert.empty() ? "plaintext" : "TLS");
 
@@ -339,6 +365,7 @@ int RunServer(const ServerConfig& config) {
   if (http_server) http_server->Stop();  // its calls through gRPC have ended or been cancelled
   server->Wait();
   controller.Stop();
+  webhook_dispatcher.Stop();
   devices.SetDeviceListener(nullptr);
   rollouts.SetListeners({});
   server_metrics.Reset();  // waits for a scrape under way; the collector never runs again

@@ -64,6 +64,13 @@ const std::map<std::string, std::vector<v1::Role>, std::less<>>& Table() {
       // EventService: each role sees only the event types it may read (events/event_types.h).
       {"/modelfleet.v1.EventService/ListEvents", {kAdmin, kPublisher, kViewer}},
       {"/modelfleet.v1.EventService/WatchEvents", {kAdmin, kPublisher, kViewer}},
+      // WebhookService: secrets and receivers of every event type, admins only.
+      {"/modelfleet.v1.WebhookService/CreateWebhook", {kAdmin}},
+      {"/modelfleet.v1.WebhookService/ListWebhooks", {kAdmin}},
+      {"/modelfleet.v1.WebhookService/DeleteWebhook", {kAdmin}},
+      {"/modelfleet.v1.WebhookService/TestWebhook", {kAdmin}},
+      {"/modelfleet.v1.WebhookService/ListDeliveries", {kAdmin}},
+      {"/modelfleet.v1.WebhookService/ReplayDeliveries", {kAdmin}},
       // HTTP routes the HTTP server authorises itself (the JSON API's procedures are the RPCs
       // above; the artifact downloads are Download).
       {"GET /metrics", {kAdmin, kViewer}},

@@ -21,6 +21,7 @@ const std::vector<FamilyReaders>& Readers() {
       {"deployment", {v1::ROLE_ADMIN, v1::ROLE_VIEWER}},
       {"publisher_key", {v1::ROLE_ADMIN}},
       {"token", {v1::ROLE_ADMIN}},
+      {"webhook", {v1::ROLE_ADMIN}},
   };
   return *readers;
 }

@@ -14,6 +14,7 @@
 //   deployment      admin, viewer                  device/... (failed), rollout/... (timed_out)
 //   publisher_key   admin                          publisher_key/<key id>
 //   token           admin                          token/<id>
+//   webhook         admin                          webhook/<id>
 // The device role reads nothing.
 //
 // A pushed version is READY from its first commit (the registry verifies the bytes before the
@@ -68,6 +69,8 @@ inline constexpr EventTypeInfo kEventTypes[] = {
     {"publisher_key.revoked", "a publisher key is revoked (first time only)"},
     {"token.created", "an API token is created (payload: name, role)"},
     {"token.revoked", "an API token is revoked (first time only)"},
+    {"webhook.created", "an admin subscribed a webhook (payload: url, event_types)"},
+    {"webhook.removed", "an admin removed a webhook (payload: url)"},
 };
 
 // "rollout" of "rollout.paused"; the whole string if it has no dot.

@@ -266,8 +266,8 @@ TEST_F(CliE2E, HelpEverywhereAndBadUsageExitsTwo) {
   Result r = Run({"--help"});
   EXPECT_EQ(r.code, kOk) << r;
   EXPECT_NE(r.out.find("Exit codes"), std::string::npos) << r;
-  for (const char* noun :
-       {"models", "versions", "alias", "keys", "tokens", "devices", "enroll-tokens", "rollouts", "events"}) {
+  for (const char* noun : {"models", "versions", "alias", "keys", "tokens", "devices", "enroll-tokens", "rollouts",
+                           "events", "webhooks"}) {
     r = Run({noun, "--help"});
     EXPECT_EQ(r.code, kOk) << noun << " " << r;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << r;

@@ -21,6 +21,7 @@
 #include "modelfleet/v1/events.pb.h"
 #include "modelfleet/v1/fleet.pb.h"
 #include "modelfleet/v1/registry.pb.h"
+#include "modelfleet/v1/webhooks.pb.h"
 #include "peers_environment.h"
 #include "process.h"
 #include "server_process.h"
@@ -69,7 +70,8 @@ std::string RolesTableJson() {
                               v1::WhoAmIRequest::descriptor()->file()->FindServiceByName("AdminService"),
                               v1::CheckInRequest::descriptor()->file()->FindServiceByName("DeviceService"),
                               v1::CheckInRequest::descriptor()->file()->FindServiceByName("FleetService"),
-                              v1::ListEventsRequest::descriptor()->file()->FindServiceByName("EventService")}) {
+                              v1::ListEventsRequest::descriptor()->file()->FindServiceByName("EventService"),
+                              v1::ListWebhooksRequest::descriptor()->file()->FindServiceByName("WebhookService")}) {
     EXPECT_NE(service, nullptr);
     if (service == nullptr) continue;
     for (int i = 0; i < service->method_count(); ++i) {

@@ -433,7 +433,7 @@ TEST_F(EventsTest, EachRoleReadsOnlyTheFamiliesItMay) {
   };
   using Set = std::set<std::string>;
   EXPECT_EQ(families_read(v1::ROLE_ADMIN), (Set{"alias", "deployment", "device", "model", "publisher_key", "rollout",
-                                                "token", "version"}));
+                                                "token", "version", "webhook"}));
   EXPECT_EQ(families_read(v1::ROLE_VIEWER), (Set{"alias", "deployment", "device", "model", "rollout", "version"}));
   EXPECT_EQ(families_read(v1::ROLE_PUBLISHER), (Set{"alias", "model", "rollout", "version"}));
   EXPECT_EQ(families_read(v1::ROLE_DEVICE), Set{});
