@@ -10,8 +10,7 @@
 #include <thread>
 
 #include "auth/token_store.h"
-#include "blob/local_blob_store.h"
-#include "db/migrations.h"
+#include "core_fixture.h"
 #include "events/event_log.h"
 #include "events/event_notifier.h"
 #include "events/event_types.h"
@@ -52,48 +51,16 @@ std::string Str(const v1::Event& e, const std::string& key) {
   return it == e.payload().fields().end() ? "<missing>" : it->second.string_value();
 }
 
-class EventsTest : public ::testing::Test {
+class EventsTest : public testing::CoreFixture {
  protected:
+  EventsTest() : CoreFixture("events", 6) {}
   void SetUp() override {
-    ASSERT_NE(Cluster(), nullptr);
-    static int counter = 0;
-    const std::string db = "events_" + std::to_string(++counter);
-    ASSERT_TRUE(Cluster()->CreateDatabase(db)) << Cluster()->last_error();
-    conninfo_ = Cluster()->conninfo(db);
-    auto pool = db::Pool::Open({.conninfo = conninfo_, .size = 6});
-    ASSERT_TRUE(pool) << pool.error().ToString();
-    pool_ = std::move(*pool);
-    ASSERT_TRUE(db::ApplyMigrations(*pool_, db::EmbeddedMigrations()).ok());
-    auto store = blob::LocalBlobStore::Open(dir_.path() / "blobs");
-    ASSERT_TRUE(store);
-    store_ = std::move(*store);
-    cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_.path() / "cache", 1 << 20);
-    registry_ = std::make_unique<registry::Registry>(*pool_, *store_, *cache_, registry::RegistryOptions{});
-    rollouts_ = std::make_unique<fleet::RolloutManager>(*pool_, fleet::RolloutOptions{});
+    ASSERT_NO_FATAL_FAILURE(CoreFixture::SetUp());
     tokens_ = std::make_unique<auth::TokenStore>(*pool_);
     log_ = std::make_unique<EventLog>(*pool_);
   }
 
-  void CreateModel(const std::string& name) {
-    v1::CreateModelRequest create;
-    create.mutable_model()->set_name(name);
-    create.mutable_model()->set_task("person-detection");
-    ASSERT_TRUE(registry_->CreateModel(create, admin_));
-  }
-
-  void Push(const std::string& model, const std::string& version) {
-    std::string bytes = testing::PatternBytes(1000, version[2]);
-    bool sent = false;
-    auto pushed = registry_->PushVersion(
-        testing::ManifestFor(model, version, bytes),
-        [&]() -> Expected<std::optional<std::string>> {
-          if (sent) return std::optional<std::string>();
-          sent = true;
-          return std::optional<std::string>(bytes);
-        },
-        publisher_);
-    ASSERT_TRUE(pushed) << pushed.error().ToString();
-  }
+  void Push(const std::string& model, const std::string& version) { PushVersion(model, version, publisher_); }
 
   // Every event after `after` that `role` may read.
   std::vector<v1::Event> All(int64_t after = 0, v1::Role role = v1::ROLE_ADMIN, const EventFilter& filter = {}) {
@@ -121,16 +88,8 @@ class EventsTest : public ::testing::Test {
     return head.value_or(-1);
   }
 
-  testing::TempDir dir_;
-  std::string conninfo_;
-  std::unique_ptr<db::Pool> pool_;
-  std::unique_ptr<blob::BlobStore> store_;
-  std::unique_ptr<registry::ArtifactCache> cache_;
-  std::unique_ptr<registry::Registry> registry_;
-  std::unique_ptr<fleet::RolloutManager> rollouts_;
   std::unique_ptr<auth::TokenStore> tokens_;
   std::unique_ptr<EventLog> log_;
-  const auth::Principal admin_{1, "root", v1::ROLE_ADMIN};
   const auth::Principal publisher_{2, "ci", v1::ROLE_PUBLISHER};
 };
 
@@ -170,7 +129,7 @@ TEST_F(EventsTest, RegistryChangesWriteTheirEventsAndIdempotentRepeatsWriteNone)
     EXPECT_EQ(events[i].subject_id(), "mat-person");
     EXPECT_GT(events[i].time().seconds(), 0);
   }
-  EXPECT_EQ(events[0].actor(), "root#1");
+  EXPECT_EQ(events[0].actor(), "admin#1");
   EXPECT_EQ(events[1].actor(), "ci#2");
   EXPECT_EQ(Keys(events[1]),
             (std::vector<std::string>{"digest", "format", "signature_key_id", "size_bytes", "state", "version"}));
@@ -180,7 +139,7 @@ TEST_F(EventsTest, RegistryChangesWriteTheirEventsAndIdempotentRepeatsWriteNone)
   EXPECT_EQ(Str(events[3], "to_version"), "1.0.0");
   EXPECT_EQ(Str(events[3], "reason"), "first release");
   EXPECT_EQ(Str(events[4], "from_version"), "1.0.0");
-  EXPECT_EQ(events[4].actor(), "root#1");
+  EXPECT_EQ(events[4].actor(), "admin#1");
   EXPECT_EQ(Str(events[5], "version"), "1.0.0");
   EXPECT_EQ(Keys(events[6]), (std::vector<std::string>{"blob_deleted", "digest", "version"}));
   EXPECT_TRUE(events[6].payload().fields().at("blob_deleted").bool_value());
@@ -209,7 +168,7 @@ TEST_F(EventsTest, AFailedChangeWritesNoEvent) {
   v1::CreateTokenRequest bad_token;
   bad_token.set_name("not a name!");
   bad_token.set_role(v1::ROLE_VIEWER);
-  EXPECT_FALSE(tokens_->Create(bad_token, "root#1"));
+  EXPECT_FALSE(tokens_->Create(bad_token, "admin#1"));
   // A rollback after the event was appended takes the event with it.
   Status rolled_back = pool_->Write([&](db::Tx& tx) -> Status {
     MF_RETURN_IF_ERROR(StatusOf(AppendEvent(tx, {"model.archived", "test", "model", "x", Payload()})));
@@ -270,7 +229,7 @@ TEST_F(EventsTest, RolloutTransitionsAndGateVerdictsAreRecorded) {
   }
   EXPECT_EQ(Keys(events[0]),
             (std::vector<std::string>{"auto_rollback", "model", "stages", "state", "target", "version"}));
-  EXPECT_EQ(events[1].actor(), "root#1");
+  EXPECT_EQ(events[1].actor(), "admin#1");
   EXPECT_EQ(Keys(events[1]), (std::vector<std::string>{"from_state", "model", "reason", "stage", "to_state", "version"}));
   EXPECT_EQ(Str(events[1], "from_state"), "RUNNING");
   EXPECT_EQ(Str(events[1], "to_state"), "PAUSED");
@@ -307,10 +266,10 @@ TEST_F(EventsTest, DeviceTokenKeyAndTimeoutEventsAreRecorded) {
   v1::CreateTokenRequest token;
   token.set_name("dashboard");
   token.set_role(v1::ROLE_VIEWER);
-  auto created = tokens_->Create(token, "root#1");
+  auto created = tokens_->Create(token, "admin#1");
   ASSERT_TRUE(created);
-  ASSERT_TRUE(tokens_->Revoke(created->token().id(), "root#1"));
-  ASSERT_TRUE(tokens_->Revoke(created->token().id(), "root#1"));  // twice: one event
+  ASSERT_TRUE(tokens_->Revoke(created->token().id(), "admin#1"));
+  ASSERT_TRUE(tokens_->Revoke(created->token().id(), "admin#1"));  // twice: one event
   v1::AddPublisherKeyRequest key;
   key.set_key_id("ci-key");
   key.set_public_key(std::string(32, 'k'));

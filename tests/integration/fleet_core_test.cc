@@ -13,8 +13,7 @@
 #include <thread>
 
 #include "auth/token_store.h"
-#include "blob/local_blob_store.h"
-#include "db/migrations.h"
+#include "core_fixture.h"
 #include "fleet/check_in.h"
 #include "modelfleet/crypto.h"
 #include "fleet/cohort.h"
@@ -37,40 +36,12 @@ using testing::Cluster;
 [[maybe_unused]] ::testing::Environment* const kPostgres =
     ::testing::AddGlobalTestEnvironment(new testing::PostgresEnvironment);
 
-class FleetCoreTest : public ::testing::Test {
+class FleetCoreTest : public testing::CoreFixture {
  protected:
+  FleetCoreTest() : CoreFixture("fleet_core") {}
   void SetUp() override {
-    ASSERT_NE(Cluster(), nullptr);
-    static int counter = 0;
-    std::string db = "fleet_core_" + std::to_string(++counter);
-    ASSERT_TRUE(Cluster()->CreateDatabase(db)) << Cluster()->last_error();
-    auto pool = db::Pool::Open({.conninfo = Cluster()->conninfo(db), .size = 4});
-    ASSERT_TRUE(pool) << pool.error().ToString();
-    pool_ = std::move(*pool);
-    ASSERT_TRUE(db::ApplyMigrations(*pool_, db::EmbeddedMigrations()).ok());
-    auto store = blob::LocalBlobStore::Open(dir_.path() / "blobs");
-    ASSERT_TRUE(store);
-    store_ = std::move(*store);
-    cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_.path() / "cache", 1 << 20);
-    registry_ = std::make_unique<registry::Registry>(*pool_, *store_, *cache_, registry::RegistryOptions{});
-    rollouts_ = std::make_unique<RolloutManager>(*pool_, RolloutOptions{});
-
-    v1::CreateModelRequest create;
-    create.mutable_model()->set_name("mat-person");
-    ASSERT_TRUE(registry_->CreateModel(create, admin_));
-    for (const char* version : {"1.0.0", "1.1.0"}) {
-      std::string bytes = testing::PatternBytes(1000, version[2]);
-      bool sent = false;
-      auto pushed = registry_->PushVersion(
-          testing::ManifestFor("mat-person", version, bytes),
-          [&]() -> Expected<std::optional<std::string>> {
-            if (sent) return std::optional<std::string>();
-            sent = true;
-            return std::optional<std::string>(bytes);
-          },
-          admin_);
-      ASSERT_TRUE(pushed) << pushed.error().ToString();
-    }
+    ASSERT_NO_FATAL_FAILURE(CoreFixture::SetUp());
+    ASSERT_NO_FATAL_FAILURE(CreateMatPerson());
   }
 
   // Inserts `n` accepted devices "dev-<i>" at `site`; returns their device ids.
@@ -163,13 +134,6 @@ class FleetCoreTest : public ::testing::Test {
     return n;
   }
 
-  auth::Principal admin_{1, "admin", v1::ROLE_ADMIN};
-  testing::TempDir dir_{"fleet-core"};
-  std::unique_ptr<db::Pool> pool_;
-  std::unique_ptr<blob::BlobStore> store_;
-  std::unique_ptr<registry::ArtifactCache> cache_;
-  std::unique_ptr<registry::Registry> registry_;
-  std::unique_ptr<RolloutManager> rollouts_;
 };
 
 TEST_F(FleetCoreTest, BucketsInSqlEqualBucketsInCpp) {

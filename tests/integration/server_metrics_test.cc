@@ -13,8 +13,7 @@
 #include <thread>
 
 #include "auth/token_store.h"
-#include "blob/local_blob_store.h"
-#include "db/migrations.h"
+#include "core_fixture.h"
 #include "fleet/check_in.h"
 #include "fleet/rollout_controller.h"
 #include "fleet/rollout_manager.h"
@@ -61,41 +60,13 @@ bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return pred();
 }
 
-class ServerMetricsTest : public ::testing::Test {
+class ServerMetricsTest : public testing::CoreFixture {
  protected:
+  ServerMetricsTest() : CoreFixture("server_metrics") {}
   void SetUp() override {
-    ASSERT_NE(Cluster(), nullptr);
-    static int counter = 0;
-    const std::string db = "server_metrics_" + std::to_string(++counter);
-    ASSERT_TRUE(Cluster()->CreateDatabase(db)) << Cluster()->last_error();
-    auto pool = db::Pool::Open({.conninfo = Cluster()->conninfo(db), .size = 4});
-    ASSERT_TRUE(pool) << pool.error().ToString();
-    pool_ = std::move(*pool);
-    ASSERT_TRUE(db::ApplyMigrations(*pool_, db::EmbeddedMigrations()).ok());
-    auto store = blob::LocalBlobStore::Open(dir_.path() / "blobs");
-    ASSERT_TRUE(store);
-    store_ = std::move(*store);
-    cache_ = std::make_unique<registry::ArtifactCache>(*store_, dir_.path() / "cache", 1 << 20);
-    registry_ = std::make_unique<registry::Registry>(*pool_, *store_, *cache_, registry::RegistryOptions{});
-    rollouts_ = std::make_unique<fleet::RolloutManager>(*pool_, fleet::RolloutOptions{});
+    ASSERT_NO_FATAL_FAILURE(CoreFixture::SetUp());
     tokens_ = std::make_unique<auth::TokenStore>(*pool_);
-
-    v1::CreateModelRequest create;
-    create.mutable_model()->set_name("mat-person");
-    ASSERT_TRUE(registry_->CreateModel(create, admin_));
-    for (const char* version : {"1.0.0", "1.1.0"}) {
-      const std::string bytes = testing::PatternBytes(1000, version[2]);
-      bool sent = false;
-      auto pushed = registry_->PushVersion(
-          testing::ManifestFor("mat-person", version, bytes),
-          [&]() -> Expected<std::optional<std::string>> {
-            if (sent) return std::optional<std::string>();
-            sent = true;
-            return std::optional<std::string>(bytes);
-          },
-          admin_);
-      ASSERT_TRUE(pushed) << pushed.error().ToString();
-    }
+    ASSERT_NO_FATAL_FAILURE(CreateMatPerson());
   }
 
   // `n` accepted devices with a device credential each; their principals.
@@ -133,13 +104,6 @@ class ServerMetricsTest : public ::testing::Test {
     return request;
   }
 
-  auth::Principal admin_{1, "admin", v1::ROLE_ADMIN};
-  testing::TempDir dir_{"server-metrics"};
-  std::unique_ptr<db::Pool> pool_;
-  std::unique_ptr<blob::BlobStore> store_;
-  std::unique_ptr<registry::ArtifactCache> cache_;
-  std::unique_ptr<registry::Registry> registry_;
-  std::unique_ptr<fleet::RolloutManager> rollouts_;
   std::unique_ptr<auth::TokenStore> tokens_;
 };
 
