@@ -61,7 +61,7 @@ std::ostream& operator<<(std::ostream& os, const Result& r) {
   return os << "exit " << r.code << "\n--- stdout\n" << r.out << "\n--- stderr\n" << r.err;
 }
 
-std::filesystem::path CliBinary() { return testing::BinaryDir() / "client" / "cli" / "modelfleet"; }
+using testing::CliBinary;
 
 std::string ShellQuote(const std::string& s) {
   std::string out = "'";

@@ -40,16 +40,10 @@ using testing::TempDir;
 
 constexpr int kDevices = 4;
 
-std::filesystem::path CliBinary() { return testing::BinaryDir() / "client" / "cli" / "modelfleet"; }
-
-// The CLI run against `server` as `token`; its exit code, output in *out.
+// The CLI against `server` as `token`.
 int Cli(const ServerProcess& server, const std::string& token, const std::vector<std::string>& args,
         std::string* out) {
-  std::vector<std::string> argv = {"/usr/bin/env", "MODELFLEET_SERVER=" + server.address(), "MODELFLEET_INSECURE=1",
-                                   "MODELFLEET_TOKEN=" + token, "MODELFLEET_CONFIG=/dev/null",
-                                   CliBinary().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return testing::RunCommand(argv, out);
+  return testing::RunCli(server.address(), token, args, out);
 }
 
 std::string RoleName(v1::Role role) {

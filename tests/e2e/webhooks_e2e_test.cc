@@ -39,20 +39,6 @@ using testing::TempDir;
 [[maybe_unused]] ::testing::Environment* const kPostgres =
     ::testing::AddGlobalTestEnvironment(new testing::PostgresEnvironment);
 
-std::filesystem::path CliBinary() { return testing::BinaryDir() / "client" / "cli" / "modelfleet"; }
-
-int Cli(const std::string& address, const std::string& token, const std::vector<std::string>& args,
-        std::string* out) {
-  std::vector<std::string> argv = {"/usr/bin/env",
-                                   "MODELFLEET_SERVER=" + address,
-                                   "MODELFLEET_INSECURE=1",
-                                   "MODELFLEET_TOKEN=" + token,
-                                   "MODELFLEET_CONFIG=/dev/null",
-                                   CliBinary().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return testing::RunCommand(argv, out);
-}
-
 bool WaitFor(
     const std::function<bool()>& done, std::chrono::milliseconds budget,
     const std::function<void()>& meanwhile = [] { std::this_thread::sleep_for(100ms); }) {
@@ -115,7 +101,7 @@ class WebhooksE2E : public ::testing::Test {
 
   std::string Run(const std::vector<std::string>& args, int expect = 0) {
     std::string out;
-    EXPECT_EQ(Cli(server_->address(), admin_, args, &out), expect) << out;
+    EXPECT_EQ(testing::RunCli(server_->address(), admin_, args, &out), expect) << out;
     return out;
   }
 
@@ -133,7 +119,7 @@ class WebhooksE2E : public ::testing::Test {
   // The whole event log, oldest first.
   std::vector<v1::Event> Events() {
     std::string out;
-    if (Cli(server_->address(), admin_, {"events", "tail", "-o", "json"}, &out) != 0) return {};
+    if (testing::RunCli(server_->address(), admin_, {"events", "tail", "-o", "json"}, &out) != 0) return {};
     std::vector<v1::Event> events;
     std::istringstream in(out);
     for (std::string line; std::getline(in, line);) {
@@ -198,7 +184,7 @@ TEST_F(WebhooksE2E, EveryEventArrivesAcrossAKillFlakyReceiversCatchUpDeadOnesAre
   const int64_t dead_id = Subscribe(dead, {"rollout.*"});
   Run({"webhooks", "add", "ftp://example.com/x"}, 2);  // INVALID_ARGUMENT: the usage exit code
   std::string out;
-  ASSERT_EQ(Cli(server_->address(), admin_, {"webhooks", "test", std::to_string(every_id)}, &out), 0) << out;
+  ASSERT_EQ(testing::RunCli(server_->address(), admin_, {"webhooks", "test", std::to_string(every_id)}, &out), 0) << out;
 
   // A model, two versions, four mats on 1.0.0.
   const std::string model = "hook-mat";
@@ -270,7 +256,7 @@ TEST_F(WebhooksE2E, EveryEventArrivesAcrossAKillFlakyReceiversCatchUpDeadOnesAre
   EXPECT_TRUE(WaitFor(
       [&] {
         std::string listed;
-        Cli(server_->address(), admin_,
+        testing::RunCli(server_->address(), admin_,
             {"webhooks", "deliveries", std::to_string(dead_id), "--state", "dead", "-o", "json"}, &listed);
         return listed.find("WEBHOOK_DELIVERY_STATE_DEAD") != std::string::npos;
       },
@@ -283,7 +269,7 @@ TEST_F(WebhooksE2E, EveryEventArrivesAcrossAKillFlakyReceiversCatchUpDeadOnesAre
   EXPECT_TRUE(WaitFor(
       [&] {
         std::string replayed;
-        Cli(server_->address(), admin_, {"webhooks", "replay", std::to_string(dead_id)}, &replayed);
+        testing::RunCli(server_->address(), admin_, {"webhooks", "replay", std::to_string(dead_id)}, &replayed);
         return Missing(dead_owed, dead.Ids()).empty();
       },
       15s, [] { std::this_thread::sleep_for(500ms); }))

@@ -6,6 +6,15 @@
 namespace modelfleet::testing {
 
 std::filesystem::path ServerBinary() { return BinaryDir() / "server" / "modelfleet-server"; }
+std::filesystem::path CliBinary() { return BinaryDir() / "client" / "cli" / "modelfleet"; }
+
+int RunCli(const std::string& address, const std::string& token, const std::vector<std::string>& args,
+           std::string* output) {
+  std::vector<std::string> argv = {"/usr/bin/env", "MODELFLEET_SERVER=" + address, "MODELFLEET_INSECURE=1",
+                                   "MODELFLEET_TOKEN=" + token, "MODELFLEET_CONFIG=/dev/null", CliBinary().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, output);
+}
 
 std::unique_ptr<ServerProcess> ServerProcess::Start(const Options& o, std::string* error) {
   std::unique_ptr<ServerProcess> server(new ServerProcess());

@@ -54,6 +54,12 @@ class ServerProcess {
 
 // The built binaries.
 std::filesystem::path ServerBinary();  // $MODELFLEET_BINARY_DIR/server/modelfleet-server
+std::filesystem::path CliBinary();     // $MODELFLEET_BINARY_DIR/client/cli/modelfleet
+
+// Runs the `modelfleet` CLI against the server at `address` (plaintext) as `token`, reading no
+// config file; returns its exit code, with what it printed (stdout and stderr) in *output.
+int RunCli(const std::string& address, const std::string& token, const std::vector<std::string>& args,
+           std::string* output);
 
 // Runs `modelfleet-server create-token` against `database_url` and returns the secret
 // (empty on failure, with the output in *error).
