@@ -665,6 +665,7 @@ TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
   o.database_url = testing::Cluster()->conninfo(db);
   o.tls_cert = cert;
   o.tls_key = key;
+  o.http = true;  // the HTTP face takes the same certificate
   std::string error;
   auto server = ServerProcess::Start(o, &error);
   ASSERT_NE(server, nullptr) << error;
@@ -690,6 +691,28 @@ TEST(ServerStartup, RefusesPlaintextUnlessAskedAndServesTls) {
   Authorize(plain_ctx, admin);
   plain_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   EXPECT_FALSE(plain_stub->WhoAmI(&plain_ctx, v1::WhoAmIRequest(), &me).ok());
+
+  // The JSON API over HTTPS with the same certificate; plaintext HTTP gets no answer.
+  const std::string who_am_i =
+      "import http.client, ssl, sys\n"
+      "tls = sys.argv[1] == 'tls'\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[3])\n"
+      "c = (http.client.HTTPSConnection('localhost', int(sys.argv[2]), context=ctx, timeout=5) if tls else\n"
+      "     http.client.HTTPConnection('127.0.0.1', int(sys.argv[2]), timeout=5))\n"
+      "c.request('POST', '/modelfleet.v1.AdminService/WhoAmI', body='{}',\n"
+      "          headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + sys.argv[4]})\n"
+      "r = c.getresponse()\n"
+      "print(r.status, r.read().decode())\n";
+  code = testing::RunCommand({"/usr/bin/python3", "-c", who_am_i, "tls", std::to_string(server->http_port()),
+                              cert.string(), admin},
+                             &out);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("200 {\"id\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"name\":\"bootstrap\""), std::string::npos) << out;
+  code = testing::RunCommand({"/usr/bin/python3", "-c", who_am_i, "plain", std::to_string(server->http_port()),
+                              cert.string(), admin},
+                             &out);
+  EXPECT_NE(code, 0) << "plaintext HTTP answered on the TLS port: " << out;
 }
 
 TEST(ServerStartup, MigrateSubcommandIsSafeWhenTwoRunAtOnce) {
