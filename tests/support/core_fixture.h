@@ -18,6 +18,11 @@
 #include "db/migrations.h"
 #include "db/pool.h"
 #include "fleet/rollout_manager.h"
+#include "modelfleet/v1/admin.pb.h"
+#include "modelfleet/v1/events.pb.h"
+#include "modelfleet/v1/fleet.pb.h"
+#include "modelfleet/v1/registry.pb.h"
+#include "modelfleet/v1/webhooks.pb.h"
 #include "postgres_environment.h"
 #include "process.h"
 #include "registry/artifact_cache.h"
@@ -25,6 +30,18 @@
 #include "test_data.h"
 
 namespace modelfleet::testing {
+
+// protobuf builds a .proto file's descriptors on first use and publishes them through its own
+// once-flags, which ThreadSanitizer cannot see into (Debian's libprotobuf is not instrumented):
+// a first use on a core's thread racing one on the test's reads as a data race. Built here, on
+// the main thread before any thread starts, their publication is ordered by thread creation.
+inline void BuildProtobufDescriptors() {
+  for (const google::protobuf::Descriptor* d :
+       {v1::Manifest::descriptor(), v1::CreateModelRequest::descriptor(), v1::CreateTokenRequest::descriptor(),
+        v1::CheckInRequest::descriptor(), v1::Event::descriptor(), v1::ListWebhooksRequest::descriptor()}) {
+    (void)d->file()->service_count();
+  }
+}
 
 class CoreFixture : public ::testing::Test {
  protected:
@@ -34,6 +51,7 @@ class CoreFixture : public ::testing::Test {
       : name_(std::move(name)), pool_size_(pool_size), dir_(name_) {}
 
   void SetUp() override {
+    BuildProtobufDescriptors();
     ASSERT_NE(Cluster(), nullptr) << "the PostgreSQL cluster did not start";
     static int counter = 0;
     const std::string db = name_ + "_" + std::to_string(++counter);
