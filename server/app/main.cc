@@ -67,6 +67,9 @@ void AddServeFlags(CLI::App& app, modelfleet::app::ServerConfig& c, bool& no_mig
   app.add_flag("--metrics-require-token", c.metrics_require_token,
                "GET /metrics needs an admin or viewer bearer token")
       ->envname("MODELFLEET_METRICS_REQUIRE_TOKEN");
+  app.add_flag("--no-rpc-metrics", c.no_rpc_metrics,
+               "do not record the per-RPC metrics (what bench/checkin_bench compares against to measure their cost)")
+      ->envname("MODELFLEET_NO_RPC_METRICS");
   app.add_flag("--require-signatures", c.require_signatures, "reject pushes of unsigned manifests")
       ->envname("MODELFLEET_REQUIRE_SIGNATURES");
   app.add_option("--check-in-interval-seconds", c.check_in_interval_seconds,

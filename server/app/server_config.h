@@ -33,6 +33,7 @@ struct ServerConfig {
   std::string http_listen;                      // HTTP face (JSON API, /metrics); empty = off
   int http_threads = 32;                        // concurrent HTTP requests
   bool metrics_require_token = false;           // /metrics asks for an admin or viewer token
+  bool no_rpc_metrics = false;                  // skip per-RPC metrics (to measure what they cost)
 
   bool require_signatures = false;
 

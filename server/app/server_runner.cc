@@ -224,7 +224,8 @@ int RunServer(const ServerConfig& config) {
       metrics, {v1::RegistryService::service_full_name(), v1::AdminService::service_full_name(),
                 v1::DeviceService::service_full_name(), v1::FleetService::service_full_name(),
                 v1::EventService::service_full_name()});
-  grpc_edge::ScopedRpcMetricsInstall rpc_metrics_installed(rpc_metrics);
+  std::optional<grpc_edge::ScopedRpcMetricsInstall> rpc_metrics_installed;
+  if (!config.no_rpc_metrics) rpc_metrics_installed.emplace(rpc_metrics);
   auto credentials = ServerCredentials(config);
   if (!credentials) return fail(credentials.error());
   auto pool = OpenDatabase(config);
