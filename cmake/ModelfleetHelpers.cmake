@@ -6,6 +6,12 @@
 # Every test gets MODELFLEET_BINARY_DIR and MODELFLEET_SOURCE_DIR in its environment so it can
 # find the built binaries and fixtures. scripts/test.sh fails a run in which any test was
 # skipped: a skip is not a pass.
+# unit_and_integration_tests: every GoogleTest executable labelled unit or integration, so a
+# build that runs only those suites (scripts/test.sh --tsan) builds only what they need.
+if(NOT TARGET unit_and_integration_tests)
+  add_custom_target(unit_and_integration_tests)
+endif()
+
 function(modelfleet_add_test)
   cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;COMMAND" ${ARGN})
   if(NOT T_NAME OR (NOT T_SOURCES AND NOT T_COMMAND) OR (T_SOURCES AND T_COMMAND))
@@ -20,6 +26,9 @@ function(modelfleet_add_test)
     # All test executables in one place (build/tests/), whichever folder registers them.
     set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
     add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+    if("unit" IN_LIST T_LABELS OR "integration" IN_LIST T_LABELS)
+      add_dependencies(unit_and_integration_tests ${T_NAME})
+    endif()
     set_tests_properties(${T_NAME} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
   else()
     add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
