@@ -13,6 +13,7 @@
 
 #include "modelfleet/crypto.h"
 #include "modelfleet/json.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/rpc_details.h"
 
 namespace modelfleet::http_edge {
@@ -38,13 +39,10 @@ std::optional<Codec> CodecOf(std::string_view content_type) {
 
 // Connect-Timeout-Ms: at most 10 ASCII digits (the protocol's limit).
 std::optional<std::chrono::milliseconds> ParseTimeout(std::string_view text) {
-  if (text.empty() || text.size() > 10) return std::nullopt;
-  int64_t ms = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    ms = ms * 10 + (c - '0');
-  }
-  return std::chrono::milliseconds(ms);
+  if (text.size() > 10 || text.starts_with('-')) return std::nullopt;
+  const std::optional<int64_t> ms = ParseNumber<int64_t>(text);
+  if (!ms) return std::nullopt;
+  return std::chrono::milliseconds(*ms);
 }
 
 // A header value gRPC may carry as metadata: printable ASCII only.

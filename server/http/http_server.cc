@@ -13,6 +13,7 @@
 
 #include "auth/method_roles.h"
 #include "metrics/metrics.h"
+#include "modelfleet/numbers.h"
 #include "modelfleet/v1/events.grpc.pb.h"
 #include "modelfleet/v1/registry.grpc.pb.h"
 
@@ -43,12 +44,11 @@ Expected<std::pair<std::string, int>> SplitListen(const std::string& listen) {
   std::string host = listen.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   const std::string port_text = listen.substr(colon + 1);
-  if (port_text.empty() || port_text.size() > 5 ||
-      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoi(port_text) > 65535) {
+  const std::optional<int> port = port_text.size() <= 5 ? ParseNumber<int>(port_text) : std::nullopt;
+  if (!port || *port < 0 || *port > 65535) {
     return Fail(InvalidArgument("--http-listen", "port must be 0..65535, not '" + port_text + "'"));
   }
-  return std::make_pair(host, std::stoi(port_text));
+  return std::make_pair(host, *port);
 }
 
 bool Readable(const std::string& path) { return std::ifstream(path).good(); }
@@ -258,13 +258,7 @@ class EventStream {
 
 // Parses a decimal event id (Last-Event-ID or ?after_id=); nullopt if malformed.
 std::optional<int64_t> ParseEventId(const std::string& text) {
-  if (text.empty() || text.size() > 18) return std::nullopt;
-  int64_t id = 0;
-  for (size_t i = text[0] == '-' ? 1 : 0; i < text.size(); ++i) {
-    if (text[i] < '0' || text[i] > '9') return std::nullopt;
-    id = id * 10 + (text[i] - '0');
-  }
-  return text[0] == '-' ? -id : id;
+  return text.size() <= 18 ? ParseNumber<int64_t>(text) : std::nullopt;
 }
 
 void ServeEvents(const httplib::Request& req, httplib::Response& res, ConnectGateway& gateway,
@@ -293,17 +287,15 @@ void ServeEvents(const httplib::Request& req, httplib::Response& res, ConnectGat
   v1::ListEventsRequest probe;
   *probe.mutable_filter() = watch.filter();
   probe.set_page_size(1);
-  std::string probe_json;
-  google::protobuf::util::MessageToJsonString(probe, &probe_json);
   const ConnectGateway::Procedure* list = gateway.Find("/modelfleet.v1.EventService/ListEvents");
   if (list == nullptr) {
     SendError(StatusCode::kUnimplemented, "this server does not serve events", res, 404);
     return;
   }
   ConnectRequestHeaders headers;
-  headers.content_type = "application/json";
+  headers.content_type = "application/proto";  // the request is a message already: no JSON round trip
   headers.authorization = authorization;
-  HttpReply checked = gateway.Call(*list, headers, probe_json);
+  HttpReply checked = gateway.Call(*list, headers, probe.SerializeAsString());
   if (checked.status != 200) {
     Send(checked, res);
     return;

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <chrono>
 
+#include "modelfleet/numbers.h"
 #include "util/time.h"
 
 namespace modelfleet::webhooks {
@@ -116,8 +117,8 @@ Status ValidateWebhookUrl(const std::string& url, const std::string& field) {
     has_port = true;
   }
   if (host.empty() || host == "[]") return InvalidArgument(field, "has no host");
-  if (has_port && (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
-                   std::stoi(port) == 0 || std::stoi(port) > 65535)) {
+  const std::optional<int> port_number = port.size() <= 5 ? ParseNumber<int>(port) : std::nullopt;
+  if (has_port && (!port_number || *port_number < 1 || *port_number > 65535)) {
     return InvalidArgument(field, "has an invalid port");
   }
   if (url.find('#') != std::string::npos) return InvalidArgument(field, "may not have a fragment (#...)");
